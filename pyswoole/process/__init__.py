@@ -1,5 +1,19 @@
 """Processes: the supervisor shared by the server's manager and the process pools."""
 
+from pyswoole.process.msgqueue import MessageQueue, ftok
+from pyswoole.process.process import PipeSocket, Process
+from pyswoole.process.signals import signals_drained, wait_signals
 from pyswoole.process.supervisor import Child, ChildGroup, Supervisor, die_with_parent
 
-__all__ = ["Child", "ChildGroup", "Supervisor", "die_with_parent"]
+__all__ = [
+    "Child",
+    "ChildGroup",
+    "MessageQueue",
+    "PipeSocket",
+    "Process",
+    "Supervisor",
+    "die_with_parent",
+    "ftok",
+    "signals_drained",
+    "wait_signals",
+]
