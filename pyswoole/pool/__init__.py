@@ -1,0 +1,378 @@
+"""A bounded pool of connections shared by the coroutines of one process.
+
+``ConnectionPool`` keeps at most ``size`` connections open. A coroutine takes one with
+``async with pool.acquire() as conn`` (or ``get``/``put``); when all are in use it waits, first come
+first served, up to ``acquire_timeout`` seconds and then gets ``PoolTimeoutError``.
+
+Connections are checked on the way out, never trusted blindly: one idle longer than ``max_idle_time``
+is pinged first (and replaced if the ping fails), one older than ``max_lifetime`` is replaced, and one
+that was put back as broken is closed and never handed out again.
+
+Each process has its own pool. A connection is a socket with protocol state: two processes writing
+to one socket interleave their requests and read each other's replies. So after ``fork`` the child's
+copy of a pool forgets the connections it inherited (it neither uses nor closes them: they belong to
+the parent) and opens its own. Create pools in each worker (``on_worker_start``), or create them
+before the fork with no connections open yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["ConnectionPool", "PoolClosedError", "PoolError", "PoolTimeoutError"]
+
+log = logging.getLogger("pyswoole")
+
+T = TypeVar("T")
+
+
+class PoolError(Exception):
+    """Base class of the pool's own errors."""
+
+
+class PoolTimeoutError(PoolError, TimeoutError):
+    """No connection became free within the acquire timeout: the pool is exhausted."""
+
+
+class PoolClosedError(PoolError):
+    """The pool was closed."""
+
+
+class _Slot(Generic[T]):
+    """A pooled connection and the times that decide whether it may be handed out."""
+
+    __slots__ = ("conn", "created_at", "released_at")
+
+    def __init__(self, conn: T, now: float) -> None:
+        self.conn = conn
+        self.created_at = now
+        self.released_at = now
+
+
+async def close_connection(conn: Any) -> None:
+    """Close ``conn`` with its ``aclose()`` or ``close()``, awaiting the result when there is one."""
+    close = getattr(conn, "aclose", None) or conn.close
+    result = close()
+    if inspect.isawaitable(result):
+        await result
+
+
+_live_pools: weakref.WeakSet[ConnectionPool[Any]] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    for pool in list(_live_pools):
+        pool._forget_inherited()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+class ConnectionPool(Generic[T]):
+    """Up to ``size`` connections made by ``factory``, lent to one coroutine at a time.
+
+    ``factory``: ``async () -> conn``, opens one connection.
+    ``min_idle``: connections kept open while idle (the pool fills up to it and shrinks back to it).
+    ``max_idle_time``: seconds; a connection idle longer is pinged before it is handed out, and
+    closed by the maintenance pass if the pool holds more than ``min_idle`` idle ones. Without
+    ``ping`` such a connection cannot be checked, so it is replaced.
+    ``max_lifetime``: seconds; an older connection is replaced (None: no limit).
+    ``ping``: ``async (conn) -> None | bool``; raising or returning False marks the connection broken.
+    ``acquire_timeout``: seconds a coroutine waits for a free connection before PoolTimeoutError.
+    ``close``: ``(conn) -> None | awaitable``, closes one connection (default: its ``aclose``/``close``).
+    ``reusable``: ``(conn) -> bool``, asked when a connection comes back; False closes it (e.g. a
+    MySQL connection given back in the middle of a transaction).
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Awaitable[T]],
+        size: int = 64,
+        *,
+        min_idle: int = 0,
+        max_idle_time: float = 60,
+        max_lifetime: float | None = None,
+        ping: Callable[[T], Awaitable[Any]] | None = None,
+        acquire_timeout: float = 5,
+        close: Callable[[T], Any] | None = None,
+        reusable: Callable[[T], bool] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        if not 0 <= min_idle <= size:
+            raise ValueError(f"min_idle must be between 0 and size ({size}), got {min_idle}")
+        if max_idle_time <= 0:
+            raise ValueError(f"max_idle_time must be > 0, got {max_idle_time}")
+        if max_lifetime is not None and max_lifetime <= 0:
+            raise ValueError(f"max_lifetime must be > 0 or None, got {max_lifetime}")
+        if acquire_timeout < 0:
+            raise ValueError(f"acquire_timeout must be >= 0, got {acquire_timeout}")
+        self.factory = factory
+        self.size = size
+        self.min_idle = min_idle
+        self.max_idle_time = max_idle_time
+        self.max_lifetime = max_lifetime
+        self.ping = ping
+        self.acquire_timeout = acquire_timeout
+        self._close_conn = close or close_connection
+        self._reusable = reusable
+        self._idle: deque[_Slot[T]] = deque()  # most recently used on the right
+        self._in_use: dict[int, _Slot[T]] = {}
+        self._waiters: deque[asyncio.Future[_Slot[T] | None]] = deque()
+        self._opening = 0
+        self._created = 0
+        self._closed_count = 0
+        self._timeouts = 0
+        self._closed = False
+        self._maintainer: asyncio.Task[None] | None = None
+        _live_pools.add(self)
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool {self.stats()}>"
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def acquire(self, timeout: float | None = None) -> AsyncIterator[T]:
+        """Lend a connection for the ``async with`` block.
+
+        An exception escaping the block may have left the connection mid-reply or mid-transaction,
+        so the connection is then closed instead of reused; catch expected errors inside the block.
+        """
+        conn = await self.get(timeout)
+        try:
+            yield conn
+        except BaseException:
+            self.put(conn, broken=True)
+            raise
+        self.put(conn)
+
+    async def get(self, timeout: float | None = None) -> T:
+        """Take a connection, waiting up to ``timeout`` (default ``acquire_timeout``) seconds for one.
+
+        Raises PoolTimeoutError when none became free in time, PoolClosedError after ``close()``,
+        and whatever ``factory`` raises when a new connection cannot be opened.
+        """
+        if self._closed:
+            raise PoolClosedError("connection pool is closed")
+        if self._maintainer is None:
+            self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
+        loop = asyncio.get_running_loop()
+        wait = self.acquire_timeout if timeout is None else timeout
+        deadline = loop.time() + wait
+        while True:
+            slot = await self._take_idle(loop.time())
+            if slot is None and self._total() < self.size:
+                slot = await self._open()
+            if slot is None:
+                slot = await self._wait(deadline, wait)
+                if slot is None:  # room was freed: go round again
+                    continue
+            self._in_use[id(slot.conn)] = slot
+            return slot.conn
+
+    def put(self, conn: T, *, broken: bool = False) -> None:
+        """Give back a connection from ``get``; ``broken=True`` closes it instead of keeping it."""
+        slot = self._in_use.pop(id(conn), None)
+        if slot is None:
+            raise PoolError(f"{conn!r} is not a connection lent by this pool")
+        now = asyncio.get_running_loop().time()
+        if broken or self._closed or self._expired(slot, now):
+            self._discard(slot)
+            return
+        if self._reusable is not None and not self._reusable(conn):
+            log.warning("%r came back to its pool unfit for reuse; closing it", conn)
+            self._discard(slot)
+            return
+        slot.released_at = now
+        self._release(slot)
+
+    async def fill(self) -> None:
+        """Open connections until ``min_idle`` are idle (bounded by ``size``)."""
+        while not self._closed and len(self._idle) < self.min_idle and self._total() < self.size:
+            slot = await self._open()
+            self._idle.append(slot)
+            self._wake_one()
+
+    async def close(self) -> None:
+        """Close the idle connections now and the lent ones when they come back; refuse new gets."""
+        self._closed = True
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            self._maintainer = None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(PoolClosedError("connection pool is closed"))
+        idle, self._idle = self._idle, deque()
+        await asyncio.gather(*(self._close_slot(slot) for slot in idle))
+
+    def stats(self) -> dict[str, int]:
+        """Counters: connections open (``size`` is the limit), lent, idle, coroutines waiting,
+        connections created and closed so far, and gets that timed out."""
+        return {
+            "size": self.size,
+            "in_use": len(self._in_use),
+            "idle": len(self._idle),
+            "waiting": sum(1 for waiter in self._waiters if not waiter.done()),
+            "created": self._created,
+            "closed": self._closed_count,
+            "timeouts": self._timeouts,
+        }
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _total(self) -> int:
+        return len(self._idle) + len(self._in_use) + self._opening
+
+    def _expired(self, slot: _Slot[T], now: float) -> bool:
+        return self.max_lifetime is not None and now - slot.created_at > self.max_lifetime
+
+    async def _take_idle(self, now: float) -> _Slot[T] | None:
+        """Pop the most recently used idle connection that passes its checks."""
+        while self._idle:
+            slot = self._idle.pop()
+            if self._expired(slot, now):
+                self._discard(slot, wake=False)  # this getter takes the room it frees
+            elif now - slot.released_at <= self.max_idle_time or await self._alive(slot):
+                return slot
+        return None
+
+    async def _alive(self, slot: _Slot[T]) -> bool:
+        """Ping a connection that sat idle too long; a failed or missing check discards it."""
+        self._opening += 1  # it counts against size while it is checked
+        alive = False
+        try:
+            if self.ping is not None:
+                alive = await self.ping(slot.conn) is not False
+        except Exception as exc:
+            log.info("pooled connection failed its ping, replacing it: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._opening -= 1
+            if not alive:
+                self._discard(slot, wake=False)
+        return alive
+
+    async def _open(self) -> _Slot[T]:
+        self._opening += 1
+        try:
+            conn = await self.factory()
+        except BaseException:
+            self._wake_one()
+            raise
+        finally:
+            self._opening -= 1
+        self._created += 1
+        return _Slot(conn, asyncio.get_running_loop().time())
+
+    async def _wait(self, deadline: float, wait: float) -> _Slot[T] | None:
+        """Queue for a connection handed over by ``put`` (or None: room for a new one)."""
+        waiter: asyncio.Future[_Slot[T] | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await waiter
+        except TimeoutError:
+            if self._handed(waiter):  # the hand-over and the timeout came together: take it
+                return waiter.result()
+            self._pass_on(waiter)
+            self._timeouts += 1
+            raise PoolTimeoutError(
+                f"no free connection within {wait:g} s: all {self.size} are in use "
+                f"and {self.stats()['waiting']} more coroutines are waiting"
+            ) from None
+        except BaseException:
+            self._pass_on(waiter)
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    @staticmethod
+    def _handed(waiter: asyncio.Future[_Slot[T] | None]) -> bool:
+        return waiter.done() and not waiter.cancelled() and waiter.exception() is None
+
+    def _pass_on(self, waiter: asyncio.Future[_Slot[T] | None]) -> None:
+        """A waiter gave up: pass on what it was handed, or stop it being handed anything."""
+        if not self._handed(waiter):
+            waiter.cancel()
+            return
+        slot = waiter.result()
+        if slot is None:
+            self._wake_one()
+        else:
+            self._release(slot)
+
+    def _release(self, slot: _Slot[T]) -> None:
+        """Hand a good connection to the first waiter, or keep it idle."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return
+        self._idle.append(slot)
+
+    def _wake_one(self) -> None:
+        """Tell the first waiter that there is room to open a connection."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _discard(self, slot: _Slot[T], *, wake: bool = True) -> None:
+        """Close a connection in the background and (``wake``) let a waiter use the room it frees."""
+        asyncio.get_running_loop().create_task(self._close_slot(slot))
+        if wake:
+            self._wake_one()
+
+    async def _close_slot(self, slot: _Slot[T]) -> None:
+        self._closed_count += 1
+        try:
+            await self._close_conn(slot.conn)
+        except Exception as exc:
+            log.debug("closing a pooled connection failed: %s: %s", type(exc).__name__, exc)
+
+    async def _maintain(self) -> None:
+        """Shrink to ``min_idle`` idle connections after ``max_idle_time``; keep ``min_idle`` open."""
+        period = max(self.max_idle_time / 2, 0.05)
+        while not self._closed:
+            now = asyncio.get_running_loop().time()
+            keep: deque[_Slot[T]] = deque()
+            surplus = len(self._idle) - self.min_idle
+            for slot in self._idle:  # oldest first
+                stale = now - slot.released_at > self.max_idle_time
+                if self._expired(slot, now) or (stale and surplus > 0):
+                    surplus -= 1
+                    self._discard(slot)
+                else:
+                    keep.append(slot)
+            self._idle = keep
+            if self.min_idle:
+                try:
+                    await self.fill()
+                except Exception as exc:
+                    log.warning(
+                        "connection pool could not open a connection: %s: %s", type(exc).__name__, exc
+                    )
+            await asyncio.sleep(period)
+
+    def _forget_inherited(self) -> None:
+        """After fork, in the child: drop the parent's connections without touching them."""
+        self._idle.clear()
+        self._in_use.clear()
+        self._waiters.clear()
+        self._opening = self._created = self._closed_count = self._timeouts = 0
+        self._maintainer = None
