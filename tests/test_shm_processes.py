@@ -1,0 +1,300 @@
+"""Table, Atomic and Lock across forked processes: exactness, torn rows, and SIGKILL at any point."""
+
+import array
+import os
+import random
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pyswoole.shm import Atomic, AtomicLong, Lock, Table
+
+WAIT_TIMEOUT = 20.0
+
+
+def fork(target: Callable[[], None]) -> int:
+    """Run target in a forked child that exits 0 on success and 1 on an exception."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            target()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def reap(pid: int, timeout: float = WAIT_TIMEOUT) -> int:
+    """Wait for a child; kill it and fail when it does not finish within timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"child {pid} did not finish within {timeout}s (deadlock?)")
+
+
+@pytest.fixture
+def children() -> Iterator[list[int]]:
+    """Pids registered here are killed and reaped after the test, whatever happens."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def run_all(children: list[int], targets: list[Callable[[], None]]) -> None:
+    pids = [fork(target) for target in targets]
+    children.extend(pids)
+    assert [reap(pid) for pid in pids] == [0] * len(pids)
+
+
+def test_four_processes_incr_exactly(children):
+    per_process, processes = 100_000, 4
+    table = Table(8)
+    table.column("hits", Table.TYPE_INT)
+    table.column("total", Table.TYPE_FLOAT)
+    table.create()
+    counter, wide = Atomic(), AtomicLong()
+
+    def work():
+        for _ in range(per_process):
+            table.incr("key", "hits")
+            table.incr("key", "total", 0.5)
+            counter.add(1)
+            wide.sub(3)
+
+    run_all(children, [work] * processes)
+    total = per_process * processes
+    assert table.get("key") == {"hits": total, "total": total * 0.5}
+    assert counter.get() == total
+    assert wide.get() == -3 * total
+
+
+def test_atomic_add_hands_out_unique_ids(children, tmp_path):
+    per_process, processes = 20_000, 4
+    ids = Atomic()
+
+    def take(i):
+        def work():
+            taken = array.array("I", (ids.add(1) for _ in range(per_process)))
+            (tmp_path / f"{i}.bin").write_bytes(taken.tobytes())
+
+        return work
+
+    run_all(children, [take(i) for i in range(processes)])
+    seen = array.array("I")
+    for i in range(processes):
+        seen.frombytes((tmp_path / f"{i}.bin").read_bytes())
+    assert sorted(seen) == list(range(1, per_process * processes + 1))
+
+
+def test_writes_in_one_process_are_seen_by_the_next_read_in_another(children):
+    table = Table(16)
+    table.column("owner", Table.TYPE_INT)
+    table.column("addr", Table.TYPE_STRING, 32)
+    table.create()
+    turn = Atomic()
+
+    def worker(me, other):
+        def work():
+            deadline = time.monotonic() + WAIT_TIMEOUT
+            for step in range(200):
+                while turn.get() % 2 != me:
+                    assert time.monotonic() < deadline
+                other_step = step - 1 + me  # worker 0 goes first
+                if other_step >= 0:
+                    assert table.get(f"{other}", "owner") == other_step + other * 1000
+                table.set(f"{me}", {"owner": step + me * 1000, "addr": f"127.0.0.1:{step}"})
+                turn.add(1)
+
+        return work
+
+    run_all(children, [worker(0, 1), worker(1, 0)])
+    assert dict(iter(table)) == {
+        "0": {"owner": 199, "addr": "127.0.0.1:199"},
+        "1": {"owner": 1199, "addr": "127.0.0.1:199"},
+    }
+
+
+def consistent(row: dict) -> bool:
+    """Rows written by the torn-row writers: a == b and blob repeats str(a)."""
+    blob = row["blob"]
+    return row["a"] == row["b"] and blob == (str(row["a"]) * 200)[: len(blob)] and len(blob) >= 100
+
+
+def blob_row(value: int) -> dict:
+    return {"a": value, "b": value, "blob": (str(value) * 200)[: 100 + value % 900]}
+
+
+def blob_table(size: int) -> Table:
+    table = Table(size)
+    table.column("a", Table.TYPE_INT)
+    table.column("b", Table.TYPE_INT)
+    table.column("hits", Table.TYPE_INT)
+    table.column("blob", Table.TYPE_STRING, 1000)
+    table.create()
+    return table
+
+
+def test_concurrent_readers_never_see_torn_rows_or_lose_a_present_key(children):
+    table = blob_table(64)
+    table.set("stable", blob_row(7))
+    stop, torn, reads = Atomic(), AtomicLong(), AtomicLong()
+
+    def writer():
+        rnd = random.Random(os.getpid())
+        while not stop.get():
+            key = f"k{rnd.randrange(40)}"
+            if rnd.random() < 0.3:
+                table.delete(key)
+            else:
+                table.set(key, blob_row(rnd.randrange(10**6)))
+            table.set("stable", blob_row(rnd.randrange(10**6)))
+
+    def reader():
+        rnd = random.Random(os.getpid())
+        while not stop.get():
+            row = table.get("stable")
+            keyed = table.get(f"k{rnd.randrange(40)}")
+            bad = row is None or not consistent(row) or (keyed is not None and not consistent(keyed))
+            bad = bad or not all(consistent(r) for _, r in table)
+            torn.add(bad)
+            reads.add(1)
+
+    pids = [fork(writer), fork(writer), fork(reader), fork(reader)]
+    children.extend(pids)
+    time.sleep(1.0)
+    stop.set(1)
+    assert [reap(pid) for pid in pids] == [0, 0, 0, 0]
+    assert reads.get() > 100
+    assert torn.get() == 0
+
+
+def test_sigkill_at_any_point_never_leaves_the_table_locked(children):
+    table = blob_table(32)
+    stop, torn, reads = Atomic(), AtomicLong(), AtomicLong()
+
+    def writer():
+        rnd = random.Random(os.getpid())
+        while True:
+            key = f"k{rnd.randrange(48)}"  # more keys than rows: full-table errors too
+            op = rnd.random()
+            try:
+                if op < 0.5:
+                    table.set(key, blob_row(rnd.randrange(10**6)))
+                elif op < 0.8:
+                    table.incr(key, "hits")
+                else:
+                    table.delete(key)
+            except RuntimeError:  # TableFullError
+                pass
+
+    def reader():
+        while not stop.get():
+            rows = list(table)
+            rows.append(("k1", table.get("k1")))
+            torn.add(sum(1 for _, row in rows if row is not None and row["blob"] and not consistent(row)))
+            reads.add(1)
+
+    reader_pid = fork(reader)
+    children.append(reader_pid)
+    rnd = random.Random(1)
+    for _ in range(60):
+        writers = [fork(writer), fork(writer)]
+        children.extend(writers)
+        for pid in writers:
+            time.sleep(rnd.uniform(0.001, 0.006))
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+    def check_every_operation_completes():
+        assert table.stats()["recoveries"] > 0
+        for i in range(48):
+            table.delete(f"k{i}")
+        assert len(table) == 0 and list(table) == []
+        for i in range(32):
+            table.set(f"k{i}", blob_row(i))
+            assert table.incr(f"k{i}", "hits") == 1
+        assert {key: consistent(row) for key, row in table} == {f"k{i}": True for i in range(32)}
+
+    stop.set(1)
+    assert reap(reader_pid) == 0
+    run_all(children, [check_every_operation_completes])
+    assert reads.get() > 0
+    assert torn.get() == 0
+
+
+def test_lock_excludes_across_processes(children):
+    lock = Lock()
+    table = Table(1)
+    table.column("n", Table.TYPE_INT)
+    table.create()
+    table.set("n", {"n": 0})
+
+    def work():
+        for _ in range(5_000):
+            with lock:  # a non-atomic read-modify-write, made exact by the lock
+                table.set("n", {"n": table.get("n", "n") + 1})
+
+    run_all(children, [work] * 3)
+    assert table.get("n", "n") == 15_000
+
+
+@pytest.mark.parametrize(
+    ("kind", "hold", "then"),
+    [
+        (Lock.MUTEX, "lock", "lockwait"),
+        (Lock.RWLOCK, "lock", "lockwait"),
+        (Lock.RWLOCK, "lock", "lock_read"),
+        (Lock.RWLOCK, "lock_read", "lockwait"),
+    ],
+)
+def test_lock_of_a_killed_holder_is_recovered(children, kind, hold, then):
+    lock, held = Lock(kind), Atomic()
+
+    def holder():
+        assert getattr(lock, hold)()
+        held.wakeup()
+        time.sleep(60)
+
+    pid = fork(holder)
+    children.append(pid)
+    assert held.wait(5)
+    assert lock.trylock() is False
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    acquire = lock.lockwait if then == "lockwait" else lock.lock_read
+    assert (acquire(5) if then == "lockwait" else acquire()) is True
+    assert lock.recoveries >= 1
+    lock.unlock()
+    assert lock.trylock() is True
+    lock.unlock()
+
+
+def test_atomic_wakeup_crosses_processes(children):
+    ready, event = Atomic(), AtomicLong()
+
+    def waiter():
+        ready.wakeup()
+        assert event.wait(5) is True
+
+    pid = fork(waiter)
+    children.append(pid)
+    assert ready.wait(5)
+    time.sleep(0.05)
+    event.wakeup()
+    assert reap(pid, 5) == 0
