@@ -213,6 +213,7 @@ class ConnectionPool(Generic[T]):
             if not waiter.done():
                 waiter.set_exception(PoolClosedError("connection pool is closed"))
         idle, self._idle = self._idle, deque()
+        self._closed_count += len(idle)
         await asyncio.gather(*(self._close_slot(slot) for slot in idle))
 
     def stats(self) -> dict[str, int]:
@@ -334,12 +335,12 @@ class ConnectionPool(Generic[T]):
 
     def _discard(self, slot: _Slot[T], *, wake: bool = True) -> None:
         """Close a connection in the background and (``wake``) let a waiter use the room it frees."""
+        self._closed_count += 1
         asyncio.get_running_loop().create_task(self._close_slot(slot))
         if wake:
             self._wake_one()
 
     async def _close_slot(self, slot: _Slot[T]) -> None:
-        self._closed_count += 1
         try:
             await self._close_conn(slot.conn)
         except Exception as exc:
