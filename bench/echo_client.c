@@ -13,6 +13,13 @@
  *           unasked (a greeting on open) count as an error.
  *   idle    connect only, then hold the connections (implies --hold).
  *
+ * --broadcast R (ws mode): time how long one message takes to reach every connection. After the
+ * upgrades, R rounds: the first connection sends one text frame; the round ends when every
+ * connection has received a complete data frame (any payload: the server's broadcast) or after
+ * --round-timeout seconds (the run then stops: rounds_completed < R); rounds are --interval
+ * seconds apart. Prints the median and maximum time from the send to the last (and
+ * to the first) delivery.
+ *
  * Every connection is first set up (connected, upgraded in ws mode, one checked round trip in the
  * load modes) with at most --connect-batch set-ups in progress, so a large N does not overflow
  * the server's accept backlog. Then either the load runs, or with --hold the client prints
@@ -58,6 +65,12 @@ struct conn {
     size_t got;      /* bytes of the current reply (or handshake response) already read */
     uint64_t t_send_ns;
     unsigned char *rbuf;
+    /* --broadcast: incremental parser of the server's frames */
+    unsigned char hdr[10];
+    uint8_t hdr_got;
+    uint8_t data_frame; /* the frame being read is a final data frame (counts as a delivery) */
+    uint8_t delivered;  /* received this round's broadcast */
+    uint64_t payload_left;
 };
 
 static struct {
@@ -72,7 +85,10 @@ static struct {
     int hold;
     int connect_batch;
     double setup_timeout;
-} opt = {MODE_LENGTH, "127.0.0.1", "9501", "/", 50, 64, 5.0, 1.0, 0, 128, 60.0};
+    int broadcast;
+    double interval;
+    double round_timeout;
+} opt = {MODE_LENGTH, "127.0.0.1", "9501", "/", 50, 64, 5.0, 1.0, 0, 128, 60.0, 0, 0.2, 10.0};
 
 static unsigned char *request;  /* the bytes sent for every message */
 static size_t request_len;
@@ -92,6 +108,8 @@ static int measuring;
 static int in_setup, next_conn, ready_count, alive;
 static uint64_t errors, connect_errors, msgs;
 static uint64_t hist[HIST_US + 1];
+static int delivered_count;          /* connections that received the current broadcast */
+static uint64_t first_rx_ns, last_rx_ns;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -113,7 +131,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: echo_client [--mode length|raw|ws|idle] [--host H] [--port P] [--path /]\n"
             "                   [-c connections] [-s payload_bytes] [-d seconds] [-w warmup_seconds]\n"
-            "                   [--hold] [--connect-batch N] [--setup-timeout seconds]\n");
+            "                   [--hold] [--connect-batch N] [--setup-timeout seconds]\n"
+            "                   [--broadcast rounds] [--interval seconds] [--round-timeout seconds]\n");
     exit(2);
 }
 
@@ -347,7 +366,56 @@ static void on_handshake_data(struct conn *c) {
         kill_conn(c);
         return;
     }
-    send_message(c);
+    if (opt.broadcast)
+        mark_ready(c);
+    else
+        send_message(c);
+}
+
+static void on_delivery(struct conn *c) {
+    if (c->delivered) return;
+    c->delivered = 1;
+    delivered_count++;
+    last_rx_ns = now_ns();
+    if (!first_rx_ns) first_rx_ns = last_rx_ns;
+}
+
+/* --broadcast: parse whatever frames arrived, noting the first complete data frame of the round. */
+static void on_broadcast_data(struct conn *c) {
+    static unsigned char buf[65536];
+    ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        kill_conn(c);
+        return;
+    }
+    for (ssize_t i = 0; i < n;) {
+        if (c->payload_left) {
+            uint64_t take = (uint64_t)(n - i) < c->payload_left ? (uint64_t)(n - i) : c->payload_left;
+            c->payload_left -= take;
+            i += (ssize_t)take;
+            if (!c->payload_left && c->data_frame) on_delivery(c);
+            continue;
+        }
+        c->hdr[c->hdr_got++] = buf[i++];
+        if (c->hdr_got < 2) continue;
+        if (c->hdr[1] & 0x80) { /* servers must not mask */
+            kill_conn(c);
+            return;
+        }
+        unsigned len7 = c->hdr[1] & 0x7f;
+        unsigned need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+        if (c->hdr_got < need) continue;
+        uint64_t length = len7;
+        if (len7 >= 126) {
+            length = 0;
+            for (unsigned k = 2; k < need; k++) length = length << 8 | c->hdr[k];
+        }
+        c->data_frame = (c->hdr[0] & 0x80) && (c->hdr[0] & 0x0f) < 8;
+        c->hdr_got = 0;
+        c->payload_left = length;
+        if (!length && c->data_frame) on_delivery(c);
+    }
 }
 
 static void on_event(struct conn *c, uint32_t events) {
@@ -379,6 +447,13 @@ static void on_event(struct conn *c, uint32_t events) {
         return;
     }
     case ST_READY: {
+        if (opt.broadcast && !setting_up) {
+            if (events & EPOLLOUT) { /* the rest of a broadcast trigger */
+                if (!flush_out(c, request, request_len)) return;
+            }
+            if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_broadcast_data(c);
+            return;
+        }
         /* Nothing is expected on a ready connection: data or a close is an error. */
         char buf[256];
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
@@ -422,7 +497,9 @@ static void parse_args(int argc, char **argv) {
         {"connections", required_argument, 0, 'c'}, {"size", required_argument, 0, 's'},
         {"duration", required_argument, 0, 'd'},    {"warmup", required_argument, 0, 'w'},
         {"hold", no_argument, 0, 'h'},              {"connect-batch", required_argument, 0, 'b'},
-        {"setup-timeout", required_argument, 0, 't'}, {0, 0, 0, 0}};
+        {"setup-timeout", required_argument, 0, 't'}, {"broadcast", required_argument, 0, 'B'},
+        {"interval", required_argument, 0, 'i'},    {"round-timeout", required_argument, 0, 'T'},
+        {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "m:H:p:c:s:d:w:", longs, NULL)) != -1) {
         switch (ch) {
@@ -443,6 +520,9 @@ static void parse_args(int argc, char **argv) {
         case 'h': opt.hold = 1; break;
         case 'b': opt.connect_batch = atoi(optarg); break;
         case 't': opt.setup_timeout = atof(optarg); break;
+        case 'B': opt.broadcast = atoi(optarg); break;
+        case 'i': opt.interval = atof(optarg); break;
+        case 'T': opt.round_timeout = atof(optarg); break;
         default: usage();
         }
     }
@@ -450,6 +530,51 @@ static void parse_args(int argc, char **argv) {
         usage();
     if (opt.mode == MODE_IDLE) opt.hold = 1;
     if (opt.mode != MODE_IDLE && opt.payload == 0) usage();
+    if (opt.broadcast < 0 || (opt.broadcast && (opt.mode != MODE_WS || opt.hold))) usage();
+}
+
+static int compare_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* --broadcast: R rounds of one message from the first live connection to everyone. */
+static int run_broadcast(void) {
+    uint64_t *last = calloc((size_t)opt.broadcast, sizeof *last);
+    uint64_t *first = calloc((size_t)opt.broadcast, sizeof *first);
+    uint64_t errors_before = errors;
+    int rounds = 0;
+    for (int r = 0; r < opt.broadcast && !stop_flag && alive > 0; r++) {
+        struct conn *sender = NULL;
+        for (int i = 0; i < opt.connections; i++) {
+            conns[i].delivered = 0;
+            if (!sender && conns[i].state == ST_READY) sender = &conns[i];
+        }
+        delivered_count = 0;
+        first_rx_ns = last_rx_ns = 0;
+        uint64_t t_send = now_ns();
+        sender->sent = 0;
+        flush_out(sender, request, request_len);
+        uint64_t deadline = t_send + (uint64_t)(opt.round_timeout * 1e9);
+        while (delivered_count < alive && !stop_flag && now_ns() < deadline) poll_once(10);
+        if (delivered_count < alive) break;
+        last[rounds] = last_rx_ns - t_send;
+        first[rounds] = first_rx_ns - t_send;
+        rounds++;
+        uint64_t pause_end = now_ns() + (uint64_t)(opt.interval * 1e9);
+        while (!stop_flag && now_ns() < pause_end) poll_once(10);
+    }
+    qsort(last, (size_t)rounds, sizeof *last, compare_u64);
+    qsort(first, (size_t)rounds, sizeof *first, compare_u64);
+    double median_ms = rounds ? (double)last[rounds / 2] / 1e6 : 0.0;
+    double max_ms = rounds ? (double)last[rounds - 1] / 1e6 : 0.0;
+    double first_ms = rounds ? (double)first[rounds / 2] / 1e6 : 0.0;
+    printf("{\"mode\":\"ws\",\"broadcast_rounds\":%d,\"rounds_completed\":%d,\"connections\":%d,"
+           "\"connected\":%d,\"alive\":%d,\"median_ms\":%.3f,\"max_ms\":%.3f,\"first_median_ms\":%.3f,"
+           "\"errors\":%llu,\"setup_errors\":%llu}\n",
+           opt.broadcast, rounds, opt.connections, ready_count, alive, median_ms, max_ms, first_ms,
+           (unsigned long long)(errors - errors_before), (unsigned long long)(errors_before + connect_errors));
+    return rounds == opt.broadcast ? 0 : 1;
 }
 
 /* Hold the ready connections until stdin reaches EOF or a signal arrives. */
@@ -516,6 +641,8 @@ int main(int argc, char **argv) {
         hold();
         return 0;
     }
+
+    if (opt.broadcast) return run_broadcast();
 
     uint64_t errors_before = errors;
     for (int i = 0; i < opt.connections; i++)

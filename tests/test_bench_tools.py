@@ -111,23 +111,51 @@ def test_echo_client_rejects_altered_replies() -> None:
         assert result["errors"] == 0 and result["msgs"] > 0
 
 
-def test_echo_client_websocket_mode_against_websockets_library() -> None:
+WEBSOCKETS_SERVER = """
+import asyncio, sys, websockets
+chat_room = set()
+async def handle(ws):
+    if ws.request.path == "/chat":  # every message goes to everyone in the room
+        chat_room.add(ws)
+        try:
+            async for message in ws: websockets.broadcast(chat_room, "Client: " + message)
+        finally:
+            chat_room.discard(ws)
+    else:  # echo
+        async for message in ws: await ws.send(message)
+async def main():
+    async with websockets.serve(handle, "127.0.0.1", int(sys.argv[1]), compression=None):
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def websockets_server() -> Iterator[harness.RunningServer]:
     port = free_port()
-    code = (
-        "import asyncio, sys, websockets\n"
-        "async def echo(ws):\n"
-        "    async for message in ws: await ws.send(message)\n"
-        "async def main():\n"
-        "    async with websockets.serve(echo, '127.0.0.1', int(sys.argv[1]), compression=None):\n"
-        "        await asyncio.Future()\n"
-        "asyncio.run(main())\n"
-    )
-    contender = Contender("test_websockets", [sys.executable, "-c", code, str(port)], port, start_timeout=10)
+    contender = Contender("test_websockets", [sys.executable, "-c", WEBSOCKETS_SERVER, str(port)], port)
     with contender.start() as server:
-        result = harness.echo_load(port, mode="ws", connections=4, payload=300, duration=0.5, warmup=0)
-        server.check_alive()
+        yield server
+
+
+def test_echo_client_websocket_mode_against_websockets_library(
+    websockets_server: harness.RunningServer,
+) -> None:
+    port = websockets_server.contender.port
+    result = harness.echo_load(port, mode="ws", connections=4, payload=300, duration=0.5, warmup=0)
+    websockets_server.check_alive()
     assert result["errors"] == 0 and result["setup_errors"] == 0
     assert result["connected"] == 4 and result["msgs"] > 100
+
+
+def test_broadcast_mode_times_delivery_to_every_connection(websockets_server: harness.RunningServer) -> None:
+    port = websockets_server.contender.port
+    result = harness.broadcast_load(port, path="/chat", connections=200, rounds=3, payload=200, interval=0.01)
+    assert result["connected"] == 200 and result["errors"] == 0 and result["rounds_completed"] == 3
+    assert 0 < result["first_median_ms"] <= result["median_ms"] <= result["max_ms"]
+    with pytest.raises(BenchError, match="'rounds_completed': 0"):
+        # an echo answers the sender only: the round cannot complete
+        harness.broadcast_load(port, path="/", connections=2, rounds=1, round_timeout=0.3)
 
 
 def test_idle_connections_are_held_until_released(echo_server: harness.RunningServer) -> None:
