@@ -176,6 +176,7 @@ class ConnectionPool(Generic[T]):
                 slot = await self._wait(deadline, wait)
                 if slot is None:  # room was freed: go round again
                     continue
+                return slot.conn  # handed over by put(), already counted as lent
             self._in_use[id(slot.conn)] = slot
             return slot.conn
 
@@ -314,13 +315,15 @@ class ConnectionPool(Generic[T]):
         if slot is None:
             self._wake_one()
         else:
+            del self._in_use[id(slot.conn)]
             self._release(slot)
 
     def _release(self, slot: _Slot[T]) -> None:
-        """Hand a good connection to the first waiter, or keep it idle."""
+        """Hand a good connection to the first waiter (it counts as lent from now), or keep it idle."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self._in_use[id(slot.conn)] = slot
                 waiter.set_result(slot)
                 return
         self._idle.append(slot)
