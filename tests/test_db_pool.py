@@ -30,6 +30,7 @@ class EchoServer:
         self.open = 0
         self.peak = 0
         self.writers: set[asyncio.StreamWriter] = set()
+        self.mute = False  # read but do not answer (a peer that hangs)
         self.server: asyncio.Server | None = None
         self.port = 0
 
@@ -52,6 +53,8 @@ class EchoServer:
         self.writers.add(writer)
         try:
             while line := await reader.readline():
+                if self.mute:
+                    continue
                 writer.write(line)
                 await writer.drain()
         except ConnectionError:
@@ -269,6 +272,25 @@ def test_idle_too_long_is_pinged_before_hand_out() -> None:
                 assert await conn.ask("new") == "new"
             assert server.accepted == 2
             assert pool.stats()["closed"] == 1
+            await pool.close()
+
+    run(main())
+
+
+def test_a_ping_that_hangs_counts_as_failed_after_acquire_timeout() -> None:
+    async def main() -> None:
+        async with EchoServer() as server:
+            pool = ConnectionPool(
+                client_factory(server), size=1, min_idle=1, max_idle_time=0.05, ping=ping, acquire_timeout=0.2
+            )
+            async with pool.acquire() as conn:
+                first = conn
+            await asyncio.sleep(0.08)
+            server.mute = True
+            started = time.monotonic()
+            async with pool.acquire() as conn:
+                assert conn is not first and first.pings == 1
+            assert 0.18 <= time.monotonic() - started < 1.0
             await pool.close()
 
     run(main())

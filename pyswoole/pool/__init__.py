@@ -85,7 +85,8 @@ class ConnectionPool(Generic[T]):
     closed by the maintenance pass if the pool holds more than ``min_idle`` idle ones. Without
     ``ping`` such a connection cannot be checked, so it is replaced.
     ``max_lifetime``: seconds; an older connection is replaced (None: no limit).
-    ``ping``: ``async (conn) -> None | bool``; raising or returning False marks the connection broken.
+    ``ping``: ``async (conn) -> None | bool``; raising, returning False or taking longer than
+    ``acquire_timeout`` marks the connection broken.
     ``acquire_timeout``: seconds a coroutine waits for a free connection before PoolTimeoutError.
     ``close``: ``(conn) -> None | awaitable``, closes one connection (default: its ``aclose``/``close``).
     ``reusable``: ``(conn) -> bool``, asked when a connection comes back; False closes it (e.g. a
@@ -258,7 +259,8 @@ class ConnectionPool(Generic[T]):
         alive = False
         try:
             if self.ping is not None:
-                alive = await self.ping(slot.conn) is not False
+                async with asyncio.timeout(self.acquire_timeout or None):  # a hung ping: broken
+                    alive = await self.ping(slot.conn) is not False
         except Exception as exc:
             log.info("pooled connection failed its ping, replacing it: %s: %s", type(exc).__name__, exc)
         finally:
