@@ -534,7 +534,10 @@ def wrk_load(
     pipeline: int = 1,
     warmup: float = 1.0,
 ) -> dict[str, Any]:
-    """Run wrk (after a warm-up run of ``warmup`` seconds); returns requests_per_s, errors, p50_us, p99_us."""
+    """Run wrk (after a warm-up run of ``warmup`` seconds); returns requests_per_s, errors, p50_us, p99_us.
+
+    The latency percentiles are None when wrk's histogram is inconsistent (it is with pipelining).
+    """
     wrk = shutil.which("wrk")
     if wrk is None:
         raise BenchError("wrk is not installed (bench/setup.sh installs it)")
@@ -560,6 +563,9 @@ def wrk_load(
     result["seconds"] = seconds
     result["requests_per_s"] = result["requests"] / seconds if seconds else 0.0
     result["errors"] = result["socket_errors"] + result["status_errors"]
+    if not 0 < result["p50_us"] <= result["p99_us"]:
+        # wrk's latency histogram is wrong with pipelining (its 99th percentile reads 0)
+        result["p50_us"] = result["p99_us"] = None
     return result
 
 

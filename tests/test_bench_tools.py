@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -81,11 +82,11 @@ def tampering_server(change_reply: bool) -> Iterator[int]:
 
 
 def test_echo_client_measures_length_framed_echo(echo_server: harness.RunningServer) -> None:
-    result = harness.echo_load(echo_server.contender.port, connections=8, duration=1.0, warmup=0.2)
+    result = harness.echo_load(echo_server.contender.port, connections=8, duration=0.5, warmup=0.1)
     assert result["connected"] == 8
     assert result["errors"] == 0 and result["setup_errors"] == 0
-    assert 0.9 < result["seconds"] < 1.5
-    assert result["msgs"] > 1000
+    assert 0.45 < result["seconds"] < 1.0
+    assert result["msgs"] > 500
     assert result["msg_per_s"] == pytest.approx(result["msgs"] / result["seconds"], rel=0.01)
     assert 0 < result["p50_us"] <= result["p99_us"]
 
@@ -217,6 +218,29 @@ def test_bare_http_server_pipelining_keep_alive_and_bad_requests(http_server: ha
     with socket.create_connection(address, timeout=5) as conn:
         conn.sendall(b"NOT HTTP\x00\r\n\r\n")
         assert read_until_closed(conn).startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (bench/setup.sh installs it)")
+def test_wrk_load_measures_the_bare_http_server(http_server: harness.RunningServer) -> None:
+    url = f"http://127.0.0.1:{http_server.contender.port}/"
+    plain = harness.wrk_load(url, connections=4, duration=1, warmup=0)
+    pipelined = harness.wrk_load(url, connections=4, duration=1, warmup=0, pipeline=8)
+    for result in (plain, pipelined):
+        assert result["errors"] == 0 and result["requests"] > 1000
+        assert result["requests_per_s"] == pytest.approx(result["requests"] / result["seconds"])
+    assert 0 < plain["p50_us"] <= plain["p99_us"]
+    assert pipelined["requests"] > plain["requests"]  # 8 requests per round trip
+
+
+def test_redis_benchmark_load_measures_redis_server() -> None:
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
+    with Contender("test_redis", command, port, start_timeout=10).start():
+        rates = harness.redis_benchmark_load(
+            port, tests="ping,set", connections=10, requests=5000, pipeline=4
+        )
+    assert set(rates) == {"PING_INLINE", "PING_MBULK", "SET"}
+    assert all(rate > 1000 for rate in rates.values())
 
 
 def test_running_server_stops_its_whole_process_tree() -> None:
