@@ -22,12 +22,13 @@ import contextlib
 import inspect
 import logging
 import os
+import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["ConnectionPool", "PoolClosedError", "PoolError", "PoolTimeoutError"]
+__all__ = ["ConnectionPool", "Lease", "PoolClosedError", "PoolError", "PoolTimeoutError"]
 
 log = logging.getLogger("pyswoole")
 
@@ -44,6 +45,23 @@ class PoolTimeoutError(PoolError, TimeoutError):
 
 class PoolClosedError(PoolError):
     """The pool was closed."""
+
+
+class Lease(Generic[T]):
+    """``async with pool.acquire() as conn``: ``get`` on entry, ``put`` on exit (broken on an exception)."""
+
+    __slots__ = ("conn", "pool", "timeout")
+
+    def __init__(self, pool: ConnectionPool[T], timeout: float | None) -> None:
+        self.pool = pool
+        self.timeout = timeout
+
+    async def __aenter__(self) -> T:
+        self.conn = await self.pool.get(self.timeout)
+        return self.conn
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        self.pool.put(self.conn, broken=exc_type is not None)
 
 
 class _Slot(Generic[T]):
@@ -141,20 +159,13 @@ class ConnectionPool(Generic[T]):
 
     # -- public API -----------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def acquire(self, timeout: float | None = None) -> AsyncIterator[T]:
-        """Lend a connection for the ``async with`` block.
+    def acquire(self, timeout: float | None = None) -> Lease[T]:
+        """Lend a connection for an ``async with`` block (``get`` on entry, ``put`` on exit).
 
         An exception escaping the block may have left the connection mid-reply or mid-transaction,
         so the connection is then closed instead of reused; catch expected errors inside the block.
         """
-        conn = await self.get(timeout)
-        try:
-            yield conn
-        except BaseException:
-            self.put(conn, broken=True)
-            raise
-        self.put(conn)
+        return Lease(self, timeout)
 
     async def get(self, timeout: float | None = None) -> T:
         """Take a connection, waiting up to ``timeout`` (default ``acquire_timeout``) seconds for one.
@@ -166,27 +177,35 @@ class ConnectionPool(Generic[T]):
             raise PoolClosedError("connection pool is closed")
         if self._maintainer is None:
             self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
-        loop = asyncio.get_running_loop()
-        wait = self.acquire_timeout if timeout is None else timeout
-        deadline = loop.time() + wait
+        deadline = None
         while True:
-            slot = await self._take_idle(loop.time())
-            if slot is None and self._total() < self.size:
+            idle = self._idle
+            while idle:  # the most recently used first
+                slot = idle.pop()
+                now = time.monotonic()
+                if self._expired(slot, now):
+                    self._discard(slot, wake=False)  # this getter takes the room it frees
+                elif now - slot.released_at <= self.max_idle_time or await self._alive(slot):
+                    self._in_use[id(slot.conn)] = slot
+                    return slot.conn
+            if self._total() < self.size:
                 slot = await self._open()
-            if slot is None:
-                slot = await self._wait(deadline, wait)
-                if slot is None:  # room was freed: go round again
-                    continue
+                self._in_use[id(slot.conn)] = slot
+                return slot.conn
+            if deadline is None:
+                wait = self.acquire_timeout if timeout is None else timeout
+                deadline = asyncio.get_running_loop().time() + wait
+            slot = await self._wait(deadline, wait)
+            if slot is not None:
                 return slot.conn  # handed over by put(), already counted as lent
-            self._in_use[id(slot.conn)] = slot
-            return slot.conn
+            # else room was freed: go round again
 
     def put(self, conn: T, *, broken: bool = False) -> None:
         """Give back a connection from ``get``; ``broken=True`` closes it instead of keeping it."""
         slot = self._in_use.pop(id(conn), None)
         if slot is None:
             raise PoolError(f"{conn!r} is not a connection lent by this pool")
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         if broken or self._closed or self._expired(slot, now):
             self._discard(slot)
             return
@@ -201,8 +220,10 @@ class ConnectionPool(Generic[T]):
         """Open connections until ``min_idle`` are idle (bounded by ``size``)."""
         while not self._closed and len(self._idle) < self.min_idle and self._total() < self.size:
             slot = await self._open()
-            self._idle.append(slot)
-            self._wake_one()
+            if self._closed:
+                self._discard(slot)
+                return
+            self._release(slot)
 
     async def close(self) -> None:
         """Close the idle connections now and the lent ones when they come back; refuse new gets."""
@@ -243,16 +264,6 @@ class ConnectionPool(Generic[T]):
     def _expired(self, slot: _Slot[T], now: float) -> bool:
         return self.max_lifetime is not None and now - slot.created_at > self.max_lifetime
 
-    async def _take_idle(self, now: float) -> _Slot[T] | None:
-        """Pop the most recently used idle connection that passes its checks."""
-        while self._idle:
-            slot = self._idle.pop()
-            if self._expired(slot, now):
-                self._discard(slot, wake=False)  # this getter takes the room it frees
-            elif now - slot.released_at <= self.max_idle_time or await self._alive(slot):
-                return slot
-        return None
-
     async def _alive(self, slot: _Slot[T]) -> bool:
         """Ping a connection that sat idle too long; a failed or missing check discards it."""
         self._opening += 1  # it counts against size while it is checked
@@ -279,7 +290,7 @@ class ConnectionPool(Generic[T]):
         finally:
             self._opening -= 1
         self._created += 1
-        return _Slot(conn, asyncio.get_running_loop().time())
+        return _Slot(conn, time.monotonic())
 
     async def _wait(self, deadline: float, wait: float) -> _Slot[T] | None:
         """Queue for a connection handed over by ``put`` (or None: room for a new one)."""
@@ -355,7 +366,7 @@ class ConnectionPool(Generic[T]):
         """Shrink to ``min_idle`` idle connections after ``max_idle_time``; keep ``min_idle`` open."""
         period = max(self.max_idle_time / 2, 0.05)
         while not self._closed:
-            now = asyncio.get_running_loop().time()
+            now = time.monotonic()
             keep: deque[_Slot[T]] = deque()
             surplus = len(self._idle) - self.min_idle
             for slot in self._idle:  # oldest first
