@@ -1,466 +1,396 @@
-"""ConnectionPool over real TCP connections to a small line-echo server run by each test."""
+"""Pool and Manager: real managers and workers in a child interpreter, stopped by SIGTERM."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import threading
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
-from pyswoole.pool import ConnectionPool, PoolClosedError, PoolError, PoolTimeoutError
+from pyswoole.process import MessageQueue, Pool, ftok
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def run(coro: Awaitable[Any], timeout: float = 10) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, timeout)
+# Workers share one stdout pipe: each line goes out in one write(2), so lines never interleave.
+PRELUDE = """
+import os
+def say(*words):
+    os.write(1, (" ".join(map(str, words)) + "\\n").encode())
+"""
 
-    return asyncio.run(bounded())
+
+class Running:
+    """A script running in its own interpreter; ``line()`` reads its stdout with a deadline."""
+
+    def __init__(self, source: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PRELUDE + source],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self._buffer = b""
+        self.seen: list[str] = []
+        self.stderr = ""
+
+    def line(self, timeout: float = 5.0) -> str:
+        while b"\n" not in self._buffer:
+            if not self._selector.select(timeout):
+                raise TimeoutError(f"no output in {timeout} s; seen so far: {self.seen}")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise EOFError(f"script ended: {self.proc.stderr.read().decode()}")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        self.seen.append(line.decode())
+        return self.seen[-1]
+
+    def until(self, predicate, timeout: float = 5.0) -> list[str]:
+        """Read lines until ``predicate(all lines so far)`` holds."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.seen):
+            self.line(max(0.01, deadline - time.monotonic()))
+        return self.seen
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, str]:
+        """SIGTERM the manager; return its exit status and remaining stdout."""
+        self.proc.send_signal(signal.SIGTERM)
+        out, err = self.proc.communicate(timeout=timeout)
+        rest = (self._buffer + out).decode()
+        self._buffer = b""
+        self.seen.extend(rest.splitlines())
+        self.stderr = err.decode()
+        return self.proc.returncode, rest
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._selector.close()
 
 
-class EchoServer:
-    """Answers each line with the same line; counts connections; can drop them all."""
+@pytest.fixture
+def running():
+    scripts: list[Running] = []
+    worker_pids: set[int] = set()
 
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.open = 0
-        self.peak = 0
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-        self.port = 0
+    def start(source: str) -> Running:
+        script = Running(source)
+        scripts.append(script)
+        return script
 
-    async def __aenter__(self) -> EchoServer:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        self.drop_all()
-        await self.wait_open(0)
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        self.open += 1
-        self.peak = max(self.peak, self.open)
-        self.writers.add(writer)
+    start.worker_pids = worker_pids
+    yield start
+    for script in scripts:
+        script.kill()
+    for pid in worker_pids:
         try:
-            while line := await reader.readline():
-                writer.write(line)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            self.open -= 1
-            self.writers.discard(writer)
-            writer.close()
-
-    def drop_all(self) -> None:
-        for writer in list(self.writers):
-            writer.transport.abort()
-
-    async def wait_open(self, count: int) -> None:
-        async with asyncio.timeout(2):
-            while self.open != count:
-                await asyncio.sleep(0.005)
-
-
-class LineClient:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.pings = 0
-
-    async def ask(self, text: str) -> str:
-        self.writer.write(text.encode() + b"\n")
-        reply = await self.reader.readline()
-        if not reply:
-            raise ConnectionResetError("server closed the connection")
-        return reply.decode().rstrip("\n")
-
-    async def aclose(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except ConnectionError:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
 
 
-def client_factory(server: EchoServer) -> Callable[[], Awaitable[LineClient]]:
-    async def factory() -> LineClient:
-        return LineClient(*await asyncio.open_connection("127.0.0.1", server.port))
-
-    return factory
-
-
-async def ping(client: LineClient) -> bool:
-    client.pings += 1
-    return await client.ask("ping") == "ping"
-
-
-def test_a_connection_is_reused_and_answers() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=4, ping=ping)
-            for n in range(5):
-                async with pool.acquire() as conn:
-                    assert await conn.ask(f"hello {n}") == f"hello {n}"
-            assert server.accepted == 1
-            assert pool.stats() == {
-                "size": 4, "in_use": 0, "idle": 1, "waiting": 0, "created": 1, "closed": 0, "timeouts": 0
-            }  # fmt: skip
-            await pool.close()
-            await server.wait_open(0)
-
-    run(main())
-
-
-def test_many_coroutines_share_at_most_size_connections() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=5)
-            in_use_seen = []
-
-            async def worker(n: int) -> str:
-                async with pool.acquire() as conn:
-                    in_use_seen.append(pool.stats()["in_use"])
-                    await asyncio.sleep(0.002)
-                    return await conn.ask(str(n))
-
-            answers = await asyncio.gather(*(worker(n) for n in range(100)))
-            assert answers == [str(n) for n in range(100)]
-            assert server.peak == 5
-            assert max(in_use_seen) == 5
-            stats = pool.stats()
-            assert (stats["created"], stats["idle"], stats["in_use"], stats["waiting"]) == (5, 5, 0, 0)
-            await pool.close()
-
-    run(main())
-
-
-def test_waiters_are_served_first_come_first_served() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=1)
-            held = await pool.get()
-            order = []
-
-            async def waiter(n: int) -> None:
-                conn = await pool.get()
-                order.append(n)
-                pool.put(conn)
-
-            tasks = [asyncio.create_task(waiter(n)) for n in range(5)]
-            await asyncio.sleep(0.01)
-            assert pool.stats()["waiting"] == 5
-            pool.put(held)
-            await asyncio.gather(*tasks)
-            assert order == [0, 1, 2, 3, 4]
-            assert server.accepted == 1
-            await pool.close()
-
-    run(main())
-
-
-def test_exhausted_pool_raises_after_acquire_timeout() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2, acquire_timeout=0.3)
-            held = [await pool.get(), await pool.get()]
-            started = time.monotonic()
-            with pytest.raises(PoolTimeoutError, match=r"no free connection within 0\.3 s: all 2 are in use"):
-                async with pool.acquire():
-                    pass
-            assert 0.28 <= time.monotonic() - started < 1.0
-            started = time.monotonic()
-            with pytest.raises(TimeoutError):  # PoolTimeoutError is a TimeoutError; timeout per call
-                await pool.get(timeout=0.05)
-            assert time.monotonic() - started < 0.25
-            stats = pool.stats()
-            assert (stats["timeouts"], stats["waiting"], stats["in_use"], stats["created"]) == (2, 0, 2, 2)
-            for conn in held:
-                pool.put(conn)
-            async with pool.acquire() as conn:  # usable again
-                assert await conn.ask("x") == "x"
-            await pool.close()
-
-    run(main())
-
-
-def test_an_exception_in_the_block_discards_the_connection() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2)
-            with pytest.raises(ZeroDivisionError):
-                async with pool.acquire() as conn:
-                    await conn.ask("a")
-                    1 / 0  # noqa: B018
-            await server.wait_open(0)
-            async with pool.acquire() as conn:
-                assert await conn.ask("b") == "b"
-            assert server.accepted == 2
-            stats = pool.stats()
-            assert (stats["created"], stats["closed"], stats["idle"]) == (2, 1, 1)
-            await pool.close()
-
-    run(main())
-
-
-def test_a_broken_connection_put_back_is_never_handed_out_again() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2)
-            first = await pool.get()
-            server.drop_all()
-            with pytest.raises(ConnectionError):
-                await first.ask("lost")
-            pool.put(first, broken=True)
-            second = await pool.get()
-            assert second is not first
-            assert await second.ask("ok") == "ok"
-            pool.put(second)
-            await pool.close()
-
-    run(main())
-
-
-def test_idle_too_long_is_pinged_before_hand_out() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            # size=min_idle=1: the maintenance pass keeps the one idle connection, pinged on hand-out
-            pool = ConnectionPool(client_factory(server), size=1, min_idle=1, max_idle_time=0.05, ping=ping)
-            async with pool.acquire() as conn:
-                first = conn
-            async with pool.acquire() as conn:  # fresh: no ping
-                assert conn is first and conn.pings == 0
-            await asyncio.sleep(0.08)
-            async with pool.acquire() as conn:  # idle too long, alive: pinged and reused
-                assert conn is first and conn.pings == 1
-            await asyncio.sleep(0.08)
-            server.drop_all()
-            await server.wait_open(0)
-            async with pool.acquire() as conn:  # idle too long, dead: ping fails, replaced
-                assert conn is not first
-                assert await conn.ask("new") == "new"
-            assert server.accepted == 2
-            assert pool.stats()["closed"] == 1
-            await pool.close()
-
-    run(main())
-
-
-def test_without_ping_an_idle_too_long_connection_is_replaced() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2, max_idle_time=0.05)
-            async with pool.acquire() as conn:
-                first = conn
-            await asyncio.sleep(0.08)
-            async with pool.acquire() as conn:
-                assert conn is not first
-            assert server.accepted == 2
-            await pool.close()
-
-    run(main())
-
-
-def test_max_lifetime_replaces_old_connections() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2, max_lifetime=0.1, ping=ping)
-            async with pool.acquire() as conn:
-                first = conn
-                await asyncio.sleep(0.12)
-            async with pool.acquire() as conn:  # expired on return: a new one
-                assert conn is not first
-            await pool.close()
-            assert pool.stats()["created"] == 2
-
-    run(main())
-
-
-def test_min_idle_is_filled_and_surplus_idle_connections_are_closed() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=6, min_idle=2, max_idle_time=0.1, ping=ping)
-            await pool.fill()
-            assert (pool.stats()["idle"], server.accepted) == (2, 2)
-            held = [await pool.get() for _ in range(6)]
-            for conn in held:
-                pool.put(conn)
-            assert pool.stats()["idle"] == 6
-            await server.wait_open(6)
-            async with asyncio.timeout(3):  # the maintenance pass shrinks back to min_idle
-                while pool.stats()["idle"] > 2:
-                    await asyncio.sleep(0.02)
-            await server.wait_open(2)
-            await pool.close()
-            await server.wait_open(0)
-
-    run(main())
-
-
-def test_factory_failure_propagates_and_frees_its_room() -> None:
-    async def main() -> None:
-        attempts = 0
-
-        async with EchoServer() as server:
-            good = client_factory(server)
-
-            async def flaky() -> LineClient:
-                nonlocal attempts
-                attempts += 1
-                if attempts == 1:
-                    return LineClient(*await asyncio.open_connection("127.0.0.1", free_tcp_port()))
-                return await good()
-
-            pool = ConnectionPool(flaky, size=1, acquire_timeout=0.5)
-            with pytest.raises(ConnectionRefusedError):
-                await pool.get()
-            stats = pool.stats()
-            assert (stats["created"], stats["in_use"], stats["idle"]) == (0, 0, 0)
-            async with pool.acquire() as conn:  # the failed attempt did not keep its room
-                assert await conn.ask("up") == "up"
-            await pool.close()
-
-    run(main())
-
-
-def free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_a_cancelled_waiter_loses_no_connection() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=1)
-            held = await pool.get()
-            waiter = asyncio.create_task(pool.get())
-            await asyncio.sleep(0.01)
-            waiter.cancel()
-            pool.put(held)  # handed to the waiter, which is cancelled before it runs: passed on
-            with pytest.raises(asyncio.CancelledError):
-                await waiter
-            assert pool.stats()["idle"] == 1
-            async with pool.acquire() as conn:
-                assert conn is held
-            await pool.close()
-
-    run(main())
-
-
-def test_close_refuses_gets_fails_waiters_and_closes_lent_connections_on_return() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2)
-            lent = await pool.get()
-            async with pool.acquire():
-                pass
-            assert pool.stats()["idle"] == 1
-            other = await pool.get()
-            waiter = asyncio.create_task(pool.get())
-            await asyncio.sleep(0.01)
-            await pool.close()
-            with pytest.raises(PoolClosedError):
-                await waiter
-            with pytest.raises(PoolClosedError):
-                await pool.get()
-            assert server.open == 2
-            pool.put(lent)
-            pool.put(other)
-            await server.wait_open(0)
-            assert pool.stats()["closed"] == 2
-
-    run(main())
-
-
-def test_put_rejects_a_foreign_connection() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=1)
-            stranger = await client_factory(server)()
-            with pytest.raises(PoolError, match="not a connection lent by this pool"):
-                pool.put(stranger)
-            await stranger.aclose()
-            await pool.close()
-
-    run(main())
-
-
-def test_reusable_check_closes_unfit_connections() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=1, reusable=lambda conn: not conn.dirty)
-            async with pool.acquire() as conn:
-                conn.dirty = True
-            async with pool.acquire() as conn:
-                assert not getattr(conn, "dirty", False)
-            assert server.accepted == 2
-            await pool.close()
-
-    LineClient.dirty = False
-    run(main())
-
-
-def test_bad_settings_are_refused() -> None:
-    async def factory() -> None:
-        return None
-
-    for bad in ({"size": 0}, {"min_idle": 5, "size": 2}, {"max_idle_time": 0}, {"max_lifetime": -1}):
-        with pytest.raises(ValueError):
-            ConnectionPool(factory, **bad)
-
-
-def test_a_forked_child_forgets_the_parents_connections_and_opens_its_own() -> None:
-    async def main() -> None:
-        async with EchoServer() as server:
-            pool = ConnectionPool(client_factory(server), size=2)
-            async with pool.acquire() as conn:
-                parent_conn = conn
-            read_fd, write_fd = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # child: a new loop in a new thread (the parent's loop is not ours to run)
-                report: dict[str, Any] = {"inherited": pool.stats()}
-
-                async def child() -> None:
-                    async with pool.acquire() as conn:
-                        report["new_conn"] = conn is not parent_conn
-                        report["answer"] = await conn.ask("from child")
-                    await pool.close()
-
-                def child_thread() -> None:
-                    try:
-                        asyncio.run(asyncio.wait_for(child(), 5))
-                    except BaseException as exc:
-                        report["error"] = repr(exc)
-
-                thread = threading.Thread(target=child_thread)
-                thread.start()
-                thread.join(6)
-                os.write(write_fd, json.dumps(report).encode())
-                os._exit(0)
-            os.close(write_fd)
-            loop = asyncio.get_running_loop()
-            _, status = await loop.run_in_executor(None, os.waitpid, pid, 0)
-            report = json.loads(os.read(read_fd, 65536))
-            os.close(read_fd)
-            assert os.waitstatus_to_exitcode(status) == 0
-            assert report.get("error") is None, report
-            assert report["inherited"]["idle"] == 0 and report["inherited"]["created"] == 0
-            assert report["new_conn"] and report["answer"] == "from child"
-            assert server.accepted == 2
-            async with pool.acquire() as conn:  # the parent's connection is untouched
-                assert conn is parent_conn
-                assert await conn.ask("parent") == "parent"
-            await pool.close()
-
-    run(main())
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not [pid for pid in pids if alive(pid)]
+
+
+RESTARTING_POOL = """
+import os, time
+from pyswoole.process import Pool
+pool = Pool(3)
+
+@pool.on("worker_start")
+def start(pool, worker_id):
+    say("start", worker_id, os.getpid(), pool.get_process().pid)
+    if worker_id == 0:
+        time.sleep(0.1)          # returns: replaced with the same id
+    elif worker_id == 1:
+        time.sleep(0.1)
+        raise RuntimeError("worker 1 crashes on purpose")
+    else:
+        time.sleep(60)           # killed with SIGKILL by the test, or stopped by SIGTERM
+
+@pool.on("worker_stop")
+def stop(pool, worker_id):
+    say("stop", worker_id, os.getpid())
+
+pool.start()
+say("pool stopped")
+"""
+
+
+def starts_of(lines: list[str]) -> dict[int, list[int]]:
+    """worker id -> pids of its successive processes, from the ``start <id> <pid> <pid>`` lines."""
+    starts: dict[int, list[int]] = defaultdict(list)
+    for line in lines:
+        words = line.split()
+        if words[0] == "start":
+            assert words[2] == words[3]  # get_process() in a worker is the worker itself
+            starts[int(words[1])].append(int(words[2]))
+    return starts
+
+
+def test_pool_restarts_returning_crashing_and_killed_workers_with_the_same_id(running):
+    script = running(RESTARTING_POOL)
+    starts = starts_of(script.until(lambda lines: 2 in starts_of(lines)))
+    running.worker_pids.update(pid for pids in starts.values() for pid in pids)
+    os.kill(starts[2][0], signal.SIGKILL)
+    # worker 0 returns every 0.1 s; worker 1 crashes and is throttled (restarted after 1 s); worker 2 was killed.
+    again = lambda lines: all(len(starts_of(lines)[i]) >= n for i, n in ((0, 3), (1, 2), (2, 2)))  # noqa: E731
+    starts = starts_of(script.until(again, 8))
+    running.worker_pids.update(pid for pids in starts.values() for pid in pids)
+    for worker_id in (0, 1, 2):
+        assert len(set(starts[worker_id])) == len(starts[worker_id]), "each start is a new process"
+    code, _ = script.stop()
+    assert code == 0, script.stderr
+    assert script.seen[-1] == "pool stopped"
+    assert "worker 1 crashes on purpose" in script.stderr
+    stops = {int(line.split()[1]) for line in script.seen if line.startswith("stop")}
+    assert stops == {0, 1, 2} or stops >= {0, 2}  # worker 1 may be between crash and restart
+    wait_gone(running.worker_pids)
+
+
+def test_sigterm_runs_worker_stop_in_every_worker(running):
+    script = running(
+        """
+import os, time
+from pyswoole.process import Pool
+pool = Pool(4)
+pool.on("worker_start", lambda pool, wid: (say("up", wid, os.getpid()), time.sleep(60)))
+pool.on("worker_stop", lambda pool, wid: say("down", wid))
+pool.start()
+"""
+    )
+    lines = script.until(lambda lines: len(lines) == 4)
+    running.worker_pids.update(int(line.split()[2]) for line in lines)
+    code, _ = script.stop()
+    assert code == 0, script.stderr
+    assert sorted(line for line in script.seen if line.startswith("down")) == [f"down {i}" for i in range(4)]
+    wait_gone(running.worker_pids)
+
+
+def test_msgqueue_pool_workers_compete_for_messages(running, tmp_path):
+    anchor = tmp_path / "pool-queue"
+    anchor.write_bytes(b"")
+    key = ftok(str(anchor), 1)
+    script = running(
+        f"""
+import os
+from pyswoole.process import Pool, IPC_MSGQUEUE
+pool = Pool(3, IPC_MSGQUEUE, msgqueue_key={key})
+pool.on("worker_start", lambda pool, wid: say("ready", wid, os.getpid()))
+pool.on("message", lambda pool, data: say("got", pool.worker_id, data.decode()))
+pool.start()
+"""
+    )
+    queue = MessageQueue(key)
+    try:
+        lines = script.until(lambda lines: len(lines) == 3)
+        running.worker_pids.update(int(line.split()[2]) for line in lines)
+        for i in range(60):
+            queue.push(f"job{i}")
+        script.until(lambda lines: sum(line.startswith("got") for line in lines) == 60)
+        got = [line.split() for line in script.seen if line.startswith("got")]
+        assert sorted(words[2] for words in got) == sorted(f"job{i}" for i in range(60))
+        assert {words[1] for words in got} <= {"0", "1", "2"}
+        assert script.stop()[0] == 0, script.stderr
+    finally:
+        queue.free()
+    wait_gone(running.worker_pids)
+
+
+def test_unixsock_pool_delivers_to_the_worker_addressed(running):
+    script = running(
+        """
+from pyswoole.process import Pool, IPC_UNIXSOCK
+pool = Pool(3, IPC_UNIXSOCK)
+
+@pool.on("worker_start")
+def start(pool, worker_id):
+    if worker_id == 0:
+        for target in (1, 2, 2):
+            pool.get_process(target).write(f"for {target}")
+
+@pool.on("message")
+def message(pool, data):
+    say(pool.worker_id, data.decode())
+pool.start()
+"""
+    )
+    lines = script.until(lambda lines: len(lines) == 3)
+    assert sorted(lines) == ["1 for 1", "2 for 2", "2 for 2"]
+    assert script.stop()[0] == 0, script.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def request(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(struct.pack(">I", len(payload)) + payload)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    (length,) = struct.unpack(">I", reply[:4])
+    assert length == len(reply) - 4
+    return reply[4:]
+
+
+def test_socket_pool_answers_framed_requests_and_survives_bad_clients(running):
+    port = free_port()
+    script = running(
+        f"""
+import os
+from pyswoole.process import Pool, IPC_SOCKET
+pool = Pool(2, IPC_SOCKET)
+pool.request_timeout = 0.3
+pool.package_max_length = 1024
+pool.listen("127.0.0.1", {port}, 16)
+pool.on("worker_start", lambda pool, wid: say("ready", wid, os.getpid()))
+
+@pool.on("message")
+def message(pool, data):
+    if data == b"crash":
+        raise RuntimeError("message callback fails on purpose")
+    pool.write(b"worker %d: " % pool.worker_id)
+    pool.write(data.upper())
+pool.start()
+"""
+    )
+    lines = script.until(lambda lines: len(lines) == 2)
+    running.worker_pids.update(int(line.split()[2]) for line in lines)
+    assert request(port, b"hello").split(b": ")[1] == b"HELLO"
+    # A client that announces more than package_max_length is cut off.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(struct.pack(">I", 10_000) + b"x" * 100)
+        assert conn.recv(100) == b""
+    # Two slow clients that never finish their request hold both workers only until request_timeout.
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    for conn in slow:
+        conn.sendall(b"\x00\x00")
+    started = time.monotonic()
+    assert request(port, b"after slow").endswith(b"AFTER SLOW")
+    assert time.monotonic() - started < 3
+    for conn in slow:
+        assert conn.recv(100) == b""
+        conn.close()
+    # A crashing message callback costs that worker a restart, not the service.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(struct.pack(">I", 5) + b"crash")
+        assert conn.recv(100) == b""
+    replies = {request(port, b"again %d" % i) for i in range(10)}
+    assert {reply.split(b": ")[1] for reply in replies} == {b"AGAIN %d" % i for i in range(10)}
+    code, _ = script.stop()
+    assert code == 0
+    assert "exceeds package_max_length" in script.stderr
+    assert "message callback fails on purpose" in script.stderr
+
+
+def test_async_callbacks_and_enable_coroutine(running):
+    script = running(
+        """
+import asyncio
+from pyswoole.process import Pool, IPC_UNIXSOCK
+pool = Pool(2, IPC_UNIXSOCK, enable_coroutine=True)
+
+@pool.on("worker_start")
+def start(pool, worker_id):
+    asyncio.get_running_loop()  # enable_coroutine: even plain callbacks run inside the loop
+    if worker_id == 0:
+        pool.get_process(1).write(b"ping")
+
+@pool.on("message")
+async def message(pool, data):
+    await asyncio.sleep(0.01)
+    say("async got", pool.worker_id, data.decode())
+pool.start()
+"""
+    )
+    assert script.line() == "async got 1 ping"
+    assert script.stop()[0] == 0, script.stderr
+
+
+def test_manager_runs_named_functions_and_restarts_them(running):
+    script = running(
+        """
+import os, time
+from pyswoole.process import Manager
+manager = Manager()
+
+def once(pool, worker_id):
+    say("once", worker_id, os.getpid())
+    time.sleep(0.2)
+
+def forever(pool, worker_id):
+    say("forever", worker_id, os.getpid())
+    time.sleep(60)
+
+async def coro(pool, worker_id):
+    say("coro", worker_id, os.getpid())
+    time.sleep(60)
+
+manager.add(once, name="pyswoole-test: once")
+manager.add_batch(2, forever, name="pyswoole-test: forever")
+manager.add(coro, enable_coroutine=True)
+manager.start()
+"""
+    )
+    script.until(lambda lines: sum(line.startswith("once") for line in lines) >= 2 and len(lines) >= 5)
+    by_kind = defaultdict(list)
+    for line in script.seen:
+        kind, worker_id, pid = line.split()
+        by_kind[kind].append((int(worker_id), int(pid)))
+        running.worker_pids.add(int(pid))
+    assert {wid for wid, _ in by_kind["once"]} == {0}
+    assert len({pid for _, pid in by_kind["once"]}) >= 2  # restarted
+    assert sorted(wid for wid, _ in by_kind["forever"]) == [1, 2]
+    assert [wid for wid, _ in by_kind["coro"]] == [3]
+    titles = {}
+    for wid, pid in by_kind["forever"]:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            titles[wid] = f.read().split(b"\0")[0].decode()
+    assert titles == {1: "pyswoole-test: forever #0", 2: "pyswoole-test: forever #1"}
+    assert script.stop()[0] == 0, script.stderr
+    wait_gone(running.worker_pids)
+
+
+def test_configuration_errors_are_clear():
+    pool = Pool(1)
+    with pytest.raises(ValueError, match="unknown Pool event"):
+        pool.on("workerstart", print)
+    with pytest.raises(ValueError, match="worker_start or a message"):
+        pool.start()
+    with pytest.raises(RuntimeError, match="IPC_SOCKET"):
+        pool.listen("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="listen"):
+        socket_pool = Pool(1, Pool.IPC_SOCKET)
+        socket_pool.on("message", print)
+        socket_pool.start()
+    with pytest.raises(ValueError):
+        Pool(0)

@@ -115,6 +115,15 @@ class Process:
     def __repr__(self) -> str:
         return f"<Process pid={self.pid} id={self.id}>"
 
+    @classmethod
+    def attach(cls, pid: int | None, worker_id: int, pipe: socket.socket | None) -> Process:
+        """A handle on a process that something else started (a pool worker): its pid, id and pipe."""
+        process = cls(_started_elsewhere, pipe_type=cls.PIPE_DGRAM if pipe is not None else cls.PIPE_NONE)
+        process.pid = pid
+        process.id = worker_id
+        process._pipe = pipe
+        return process
+
     # -- life cycle ---------------------------------------------------------------------------------
 
     def start(self) -> int:
@@ -370,6 +379,10 @@ class Process:
     def cpu_num() -> int:
         """The number of CPUs (Swoole's ``swoole_cpu_num()``)."""
         return os.cpu_count() or 1
+
+
+def _started_elsewhere(process: Process) -> None:
+    raise RuntimeError("this process was started by its pool; it cannot be started again")
 
 
 def _fallback_key() -> int:
