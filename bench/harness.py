@@ -688,12 +688,34 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
 
 
 def tool_version(command: Sequence[str]) -> str:
-    """First line of a tool's version output (e.g. ["wrk", "-v"])."""
+    """A tool's version number from its version output (e.g. ["wrk", "-v"] -> "4.1.0")."""
     if shutil.which(command[0]) is None:
         return "not installed"
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = (result.stdout or result.stderr).strip().splitlines()
-    return lines[0].strip() if lines else "unknown"
+    if not lines:
+        return "unknown"
+    version = re.search(r"\d+\.\d+(?:\.\d+)*", lines[0])
+    return version.group() if version else lines[0].strip()
+
+
+def source_revision() -> str:
+    """The git commit of the working tree measured, marked "+ local changes" when it differs."""
+    head = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if not head:
+        return "unknown"
+    changed = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no", "--", "pyswoole"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return f"{head} + local changes" if changed else head
 
 
 def environment(
@@ -701,6 +723,7 @@ def environment(
 ) -> str:
     """Markdown lines describing the machine, software versions and benchmark parameters."""
     versions = {"Python": platform.python_version(), **package_versions(["pyswoole", "uvloop", *packages])}
+    versions["pyswoole"] += f" (git {source_revision()})"
     for command in tools:
         versions[command[0]] = tool_version(command)
     lines = [
