@@ -641,6 +641,17 @@ def test_client_accepts_what_the_server_imposes() -> None:
     )
 
 
+def test_client_offer_with_its_own_window_limit() -> None:
+    offer = DeflateParams(client_max_window_bits=10, client_no_context_takeover=True)
+    assert (
+        offer.header(offer=True)
+        == "permessage-deflate; client_no_context_takeover; client_max_window_bits=10"
+    )
+    assert accept_deflate("permessage-deflate", offer).client_max_window_bits == 10
+    assert accept_deflate("permessage-deflate; client_max_window_bits=12", offer).client_max_window_bits == 10
+    assert accept_deflate("permessage-deflate; client_max_window_bits=9", offer).client_max_window_bits == 9
+
+
 def test_client_rejects_a_server_that_ignores_its_requests() -> None:
     with pytest.raises(HandshakeError):
         accept_deflate("permessage-deflate", DeflateParams(server_no_context_takeover=True))
@@ -785,6 +796,12 @@ def test_client_frames_are_masked_with_fresh_keys(length: int) -> None:
     assert first[1] & 0x80 and second[1] & 0x80
     assert first != second or length == 0
     assert only(server().feed(first)).data == b"q" * length
+
+
+def test_masking_keys_do_not_repeat_across_refills() -> None:
+    client = WebSocketCodec(client=True)
+    keys = {client.encode(b"k", OPCODE_BINARY)[2:6] for _ in range(3000)}
+    assert len(keys) > 2990
 
 
 def test_frame_pack_is_one_encoding_for_many_connections() -> None:

@@ -146,6 +146,27 @@ class HandshakeError(Exception):
         self.headers = list(headers)
 
 
+class _MaskKeys:
+    """Masking keys from the OS's random source, fetched 1024 at a time rather than one per frame."""
+
+    __slots__ = ("_keys", "_pos")
+
+    def __init__(self) -> None:
+        self._keys = b""
+        self._pos = 0
+
+    def next(self) -> bytes:
+        pos = self._pos
+        if pos == len(self._keys):
+            self._keys = os.urandom(4096)
+            pos = 0
+        self._pos = pos + 4
+        return self._keys[pos : pos + 4]
+
+
+_mask_keys = _MaskKeys()
+
+
 def encode_frame(
     payload: bytes, opcode: int, fin: bool = True, rsv1: bool = False, mask: bool = False
 ) -> bytes:
@@ -153,7 +174,7 @@ def encode_frame(
     first = opcode | (0x80 if fin else 0) | (0x40 if rsv1 else 0)
     length = len(payload)
     if mask:
-        key = os.urandom(4)
+        key = _mask_keys.next()
         if length < 126:
             return bytes((first, 0x80 | length)) + key + apply_mask(payload, key)
         header = _pack_16(first, 0xFE, length) if length < 0x10000 else _pack_64(first, 0xFF, length)
@@ -209,8 +230,8 @@ class DeflateParams:
             parts.append("client_no_context_takeover")
         if self.server_max_window_bits < 15:
             parts.append(f"server_max_window_bits={self.server_max_window_bits}")
-        if offer:
-            parts.append("client_max_window_bits")
+        if offer and self.client_max_window_bits == 15:
+            parts.append("client_max_window_bits")  # supported; the server may choose a size
         elif self.client_max_window_bits < 15:
             parts.append(f"client_max_window_bits={self.client_max_window_bits}")
         return "; ".join(parts)
@@ -350,7 +371,7 @@ def accept_deflate(header: str, offered: DeflateParams) -> DeflateParams:
         "server_no_context_takeover": False,
         "client_no_context_takeover": offered.client_no_context_takeover,
         "server_max_window_bits": 15,
-        "client_max_window_bits": 15,
+        "client_max_window_bits": offered.client_max_window_bits,
     }
     seen = set()
     for key, value in extensions[0][1]:
@@ -362,8 +383,10 @@ def accept_deflate(header: str, offered: DeflateParams) -> DeflateParams:
                 if value is not None:
                     raise ValueError(f"{key} takes no value")
                 agreed[key] = True
-            elif key in ("server_max_window_bits", "client_max_window_bits"):
+            elif key == "server_max_window_bits":
                 agreed[key] = _window_bits(value)
+            elif key == "client_max_window_bits":
+                agreed[key] = min(_window_bits(value), offered.client_max_window_bits)
             else:
                 raise ValueError(f"unknown parameter {key}")
         except ValueError as exc:
@@ -595,6 +618,9 @@ class WebSocketCodec:
         end = len(data)
         pos = 0
         masked_input = not self.client
+        whole_messages = not self.fragments
+        limit = self.max_message_size
+        fd = self.fd
         try:
             while pos + 2 <= end:
                 first = data[pos]
@@ -634,10 +660,8 @@ class WebSocketCodec:
                         raise ProtocolError(CLOSE_PROTOCOL_ERROR, "fragmented control frame")
                 elif opcode > OPCODE_BINARY:
                     raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode}")
-                elif self._message_size + length > self.max_message_size:
-                    raise ProtocolError(
-                        CLOSE_MESSAGE_TOO_BIG, f"message over the {self.max_message_size}-byte limit"
-                    )
+                elif self._message_size + length > limit:
+                    raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, f"message over the {limit}-byte limit")
                 stop = start + length
                 if stop > end:
                     self._needed = stop - pos
@@ -646,13 +670,13 @@ class WebSocketCodec:
                 if masked_input:
                     payload = apply_mask(payload, data[start - 4 : start])
                 pos = stop
-                if first == 0x81 and not self._message_opcode and not self.fragments:
+                if first == 0x81 and whole_messages and not self._message_opcode:
                     try:
-                        events.append(Frame(payload.decode(), OPCODE_TEXT, FLAG_FIN, self.fd))
+                        events.append(Frame(payload.decode(), OPCODE_TEXT, FLAG_FIN, fd))
                     except UnicodeDecodeError:
                         raise ProtocolError(CLOSE_MESSAGE_ERROR, "invalid UTF-8 in a text message") from None
-                elif first == 0x82 and not self._message_opcode and not self.fragments:
-                    events.append(Frame(payload, OPCODE_BINARY, FLAG_FIN, self.fd))
+                elif first == 0x82 and whole_messages and not self._message_opcode:
+                    events.append(Frame(payload, OPCODE_BINARY, FLAG_FIN, fd))
                 elif opcode < OPCODE_CLOSE:
                     frame = self._data_frame(first, opcode, payload)
                     if frame is not None:
@@ -664,7 +688,7 @@ class WebSocketCodec:
                     self._buffer.clear()
                     return events
                 else:
-                    events.append(Frame(payload, opcode, FLAG_FIN, self.fd))
+                    events.append(Frame(payload, opcode, FLAG_FIN, fd))
         except ProtocolError as error:
             events.append(error)
             self.close_received = True
@@ -764,6 +788,14 @@ class WebSocketCodec:
         using ``OPCODE_CONTINUATION`` after the first.
         """
         payload = data.encode() if isinstance(data, str) else data
+        if (
+            flags == FLAG_FIN
+            and opcode
+            and len(payload) < 126
+            and not self.client
+            and self._compressing is None
+        ):
+            return bytes((0x80 | opcode, len(payload))) + payload  # small whole server message
         fin = bool(flags & FLAG_FIN)
         rsv1 = False
         if opcode < OPCODE_CLOSE:
