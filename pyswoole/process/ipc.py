@@ -1,0 +1,205 @@
+"""Messages between the processes of one server: a Unix datagram mailbox per process.
+
+Every process binds one ``AF_UNIX``/``SOCK_DGRAM`` socket in the abstract namespace, named after the
+server (``namespace``) and its own pid, so any process can reach any other knowing only its pid; a
+respawned worker has a new pid and a new mailbox, and a message for a dead process fails at once
+(``ECONNREFUSED``) instead of reaching a stranger.
+
+Datagram format: a 6-byte header ``!BBi`` (kind, flags, sender pid) and the payload. Payloads over
+``CHUNK`` bytes go as several datagrams with the ``MORE`` flag on all but the last; one sender's
+datagrams arrive in order, so the receiver joins them per sender. Senders keep one connected
+socket per peer, so a full peer queue blocks (``EAGAIN``) and the rest waits in an outbox that is
+flushed when the socket turns writable: backpressure, never a busy loop and never a silent drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable
+
+log = logging.getLogger("pyswoole")
+
+HEADER = struct.Struct("!BBi")
+MORE = 1
+CHUNK = 60 * 1024
+BUFFER_SIZE = 8 * 1024 * 1024
+
+Handler = Callable[[int, int, bytes], None]
+"""``handler(kind, sender_pid, payload)``."""
+
+
+def mailbox_address(namespace: str, pid: int) -> bytes:
+    return f"\0pyswoole.{namespace}.{pid}".encode()
+
+
+def _set_buffers(sock: socket.socket, size: int) -> None:
+    for force, plain in ((33, socket.SO_SNDBUF), (32, socket.SO_RCVBUF)):  # SO_SNDBUFFORCE, SO_RCVBUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+
+
+class _Peer:
+    __slots__ = ("outbox", "sock", "writing")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.outbox: collections.deque[list[bytes | memoryview]] = collections.deque()
+        self.writing = False
+
+
+class Mailbox:
+    """This process's end of the IPC: receive with a handler, send to any pid of the same server."""
+
+    def __init__(self, namespace: str, handler: Handler | None = None, *, buffer_size: int = BUFFER_SIZE):
+        self.namespace = namespace
+        self.pid = os.getpid()
+        self.handler = handler
+        self.buffer_size = buffer_size
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(mailbox_address(namespace, self.pid))
+        self.sock.setblocking(False)
+        _set_buffers(self.sock, buffer_size)
+        self._peers: dict[int, _Peer] = {}
+        self._partial: dict[int, list[bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- receiving -----------------------------------------------------------------------------
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver incoming messages to the handler from ``loop``."""
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+
+    def _on_readable(self) -> None:
+        recv = self.sock.recv
+        for _ in range(256):
+            try:
+                datagram = recv(CHUNK + HEADER.size)
+            except (BlockingIOError, InterruptedError):
+                return
+            self._accept(datagram)
+
+    def receive(self, timeout: float | None = None) -> tuple[int, int, bytes] | None:
+        """Blocking receive of one whole message, for processes without an event loop."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                try:
+                    datagram = self.sock.recv(CHUNK + HEADER.size)
+                except (TimeoutError, BlockingIOError):
+                    return None
+                message = self._join(datagram)
+                if message is not None:
+                    return message
+        finally:
+            self.sock.setblocking(False)
+
+    def _join(self, datagram: bytes) -> tuple[int, int, bytes] | None:
+        kind, flags, sender = HEADER.unpack_from(datagram)
+        payload = datagram[HEADER.size :]
+        if flags & MORE:
+            self._partial.setdefault(sender, []).append(payload)
+            return None
+        parts = self._partial.pop(sender, None)
+        if parts is not None:
+            parts.append(payload)
+            payload = b"".join(parts)
+        return kind, sender, payload
+
+    def _accept(self, datagram: bytes) -> None:
+        message = self._join(datagram)
+        if message is None or self.handler is None:
+            return
+        try:
+            self.handler(*message)
+        except Exception:
+            log.exception("IPC message of kind %d from pid %d could not be handled", message[0], message[1])
+
+    # -- sending -------------------------------------------------------------------------------
+    def send(self, pid: int, kind: int, *payload: bytes | memoryview) -> bool:
+        """Queue one message for process ``pid``; False if that process has no mailbox."""
+        peer = self._peers.get(pid)
+        if peer is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.connect(mailbox_address(self.namespace, pid))
+            except OSError:
+                sock.close()
+                return False
+            sock.setblocking(False)
+            _set_buffers(sock, self.buffer_size)
+            peer = self._peers[pid] = _Peer(sock)
+        size = sum(len(p) for p in payload)
+        if size <= CHUNK:
+            datagrams = [[HEADER.pack(kind, 0, self.pid), *payload]]
+        else:
+            data = b"".join(payload)
+            last = (size - 1) // CHUNK
+            datagrams = [
+                [HEADER.pack(kind, MORE if i < last else 0, self.pid), data[i * CHUNK : (i + 1) * CHUNK]]
+                for i in range(last + 1)
+            ]
+        peer.outbox.extend(datagrams)
+        return self._flush(pid, peer)
+
+    def _flush(self, pid: int, peer: _Peer) -> bool:
+        outbox = peer.outbox
+        sendmsg = peer.sock.sendmsg
+        while outbox:
+            try:
+                sendmsg(outbox[0])
+            except (BlockingIOError, InterruptedError):
+                if self._loop is None:  # no loop to wait with: wait here
+                    peer.sock.setblocking(True)
+                    try:
+                        sendmsg(outbox.popleft())
+                    finally:
+                        peer.sock.setblocking(False)
+                    continue
+                if not peer.writing:
+                    peer.writing = True
+                    self._loop.add_writer(peer.sock.fileno(), self._on_writable, pid)
+                return True
+            except OSError as exc:
+                if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN):
+                    log.warning("IPC send to pid %d failed: %s", pid, exc)
+                self.forget(pid)
+                return False
+            outbox.popleft()
+        return True
+
+    def _on_writable(self, pid: int) -> None:
+        peer = self._peers.get(pid)
+        if peer is None:
+            return
+        peer.writing = False
+        assert self._loop is not None
+        self._loop.remove_writer(peer.sock.fileno())
+        self._flush(pid, peer)
+
+    def forget(self, pid: int) -> None:
+        """Drop the connection to ``pid`` (it exited) and whatever was waiting for it."""
+        peer = self._peers.pop(pid, None)
+        self._partial.pop(pid, None)
+        if peer is None:
+            return
+        if peer.writing and self._loop is not None:
+            self._loop.remove_writer(peer.sock.fileno())
+        peer.sock.close()
+
+    def close(self) -> None:
+        for pid in list(self._peers):
+            self.forget(pid)
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self.sock.fileno())
+        self.sock.close()

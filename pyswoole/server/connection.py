@@ -1,0 +1,161 @@
+"""Per-connection transports glue: one asyncio Protocol per TCP/Unix stream, one per datagram socket.
+
+The stream protocol is the data path of every request: ``data_received`` feeds the port's framer
+(if any) and starts the ``receive`` callback for each whole packet; nothing else happens there but
+a once-per-second registry touch for ``last_time``. Protocol servers (HTTP, WebSocket, Redis)
+subclass ``StreamConnection`` and replace ``data_received``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pyswoole.coroutine.runner import spawn
+from pyswoole.protocol.framing import FramingError, make_framer
+
+if TYPE_CHECKING:
+    from pyswoole.server.port import Port
+    from pyswoole.server.worker import Worker
+
+log = logging.getLogger("pyswoole")
+
+CLOSED_BY_SERVER = -1
+
+
+class StreamConnection(asyncio.Protocol):
+    """One accepted stream connection, owned by the worker that accepted it."""
+
+    __slots__ = (
+        "closed_by_server",
+        "fd",
+        "framer",
+        "last_time",
+        "paused_writing",
+        "port",
+        "reactor_id",
+        "receive",
+        "remote",
+        "server",
+        "transport",
+        "worker",
+    )
+
+    def __init__(self, worker: Worker, port: Port):
+        self.worker = worker
+        self.port = port
+        self.server = worker.server
+        self.fd = 0
+        self.reactor_id = worker.worker_id
+        self.framer = make_framer(port.settings)
+        self.receive = port.callback("receive")
+        self.transport: Any = None
+        self.remote: tuple[str, int] = ("", 0)
+        self.last_time = worker.clock
+        self.paused_writing = False
+        self.closed_by_server = False
+
+    # -- asyncio Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        limit = self.worker.settings["buffer_output_size"]
+        transport.set_write_buffer_limits(high=limit, low=0)
+        if not self.worker.open_connection(self):
+            transport.abort()
+            return
+        callback = self.port.callback("connect")
+        if callback is not None:
+            spawn(callback, self.server, self.fd, self.reactor_id, name="connect")
+
+    def data_received(self, data: bytes) -> None:
+        worker = self.worker
+        if self.last_time != worker.clock:
+            self.last_time = worker.clock
+            worker.registry.touch(self.fd, self.last_time)
+        receive = self.receive
+        if receive is None:
+            return
+        if self.framer is None:
+            worker.request_count += 1
+            spawn(receive, self.server, self.fd, self.reactor_id, data, name="receive")
+        else:
+            try:
+                packets = self.framer.feed(data)
+            except FramingError as exc:
+                log.warning("closing connection %d from %s:%d: %s", self.fd, *self.remote, exc)
+                self.closed_by_server = True
+                self.transport.abort()
+                return
+            worker.request_count += len(packets)
+            for packet in packets:
+                spawn(receive, self.server, self.fd, self.reactor_id, packet, name="receive")
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.fd:
+            return
+        self.worker.close_connection(self)
+        callback = self.port.callback("close")
+        if callback is not None:
+            reactor_id = CLOSED_BY_SERVER if self.closed_by_server else self.reactor_id
+            spawn(callback, self.server, self.fd, reactor_id, name="close")
+
+    def pause_writing(self) -> None:
+        self.paused_writing = True
+        callback = self.port.callback("buffer_full")
+        if callback is not None:
+            spawn(callback, self.server, self.fd, name="buffer_full")
+
+    def resume_writing(self) -> None:
+        self.paused_writing = False
+        callback = self.port.callback("buffer_empty")
+        if callback is not None:
+            spawn(callback, self.server, self.fd, name="buffer_empty")
+
+    # -- verbs used by Server ----------------------------------------------------------------------
+    def send(self, data: bytes) -> bool:
+        if self.paused_writing or self.transport.is_closing():
+            return False
+        self.transport.write(data)
+        return True
+
+    def close(self, reset: bool = False) -> None:
+        self.closed_by_server = True
+        if reset:
+            self.transport.abort()
+        else:
+            self.transport.close()
+
+
+class DatagramEndpoint(asyncio.DatagramProtocol):
+    """A UDP or Unix datagram socket: each datagram starts the ``packet`` callback."""
+
+    def __init__(self, worker: Worker, port: Port):
+        self.worker = worker
+        self.port = port
+        self.transport: Any = None
+        self.packet = port.callback("packet")
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.packet is None:
+            return
+        self.worker.request_count += 1
+        if isinstance(addr, tuple):
+            address, port = addr[0], addr[1]
+        else:
+            address, port = addr or "", 0
+        client_info = {
+            "server_socket": self.port.fileno,
+            "server_port": self.port.port,
+            "address": address,
+            "port": port,
+        }
+        spawn(self.packet, self.worker.server, data, client_info, name="packet")
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("datagram socket on port %s: %s", self.port.port, exc)

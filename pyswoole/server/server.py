@@ -1,0 +1,368 @@
+"""``Server``: Swoole's server API. Configure it in the launching process, ``start()`` it, and use
+its methods from the callbacks that run in the workers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import pickle
+import secrets
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import setproctitle
+
+from pyswoole import log as log_setup
+from pyswoole.constants import BASE, PROCESS, SOCK_TCP, SOCK_UDP6, SOCK_UNIX_DGRAM
+from pyswoole.coroutine.runner import spawn
+from pyswoole.process.supervisor import Child, Supervisor
+from pyswoole.server import settings as settings_module
+from pyswoole.server.connection import StreamConnection
+from pyswoole.server.port import PORT_EVENTS, Port
+from pyswoole.server.registry import Registry
+from pyswoole.server.worker import FD, FD_FLAG, MSG_CLOSE, MSG_PAUSE, MSG_RESUME, MSG_SEND, Worker
+from pyswoole.timer import Timer
+
+log = logging.getLogger("pyswoole")
+
+#: Server events and the number of arguments their callbacks receive.
+EVENTS: dict[str, int] = {
+    "start": 1,
+    "shutdown": 1,
+    "manager_start": 1,
+    "manager_stop": 1,
+    "worker_start": 2,
+    "worker_stop": 2,
+    "worker_exit": 2,
+    "worker_error": 5,
+    "connect": 3,
+    "receive": 4,
+    "packet": 3,
+    "close": 3,
+    "pipe_message": 3,
+    "buffer_full": 2,
+    "buffer_empty": 2,
+}
+
+
+def _check_arity(event: str, callback: Callable[..., Any], count: int) -> None:
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):  # builtins without a signature: trust them
+        return
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        raise TypeError(
+            f"callback for {event!r} must accept {count} positional arguments, {callback!r} has signature {signature}"
+        ) from None
+
+
+def call_blocking(callback: Callable[..., Any] | None, *args: Any) -> None:
+    """Run a callback in a process without an event loop (master, manager); errors are logged."""
+    if callback is None:
+        return
+    try:
+        result = callback(*args)
+        if inspect.iscoroutine(result):
+            asyncio.run(result)
+    except Exception:
+        log.exception("callback %s raised", getattr(callback, "__name__", callback))
+
+
+class Server:
+    """A TCP, UDP or Unix socket server with Swoole's events, settings and process model."""
+
+    EVENTS = EVENTS
+    PORT_EVENTS = PORT_EVENTS
+    SETTINGS = settings_module.SETTINGS
+    connection_class: type[StreamConnection] = StreamConnection
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = BASE, sock_type: int = SOCK_TCP):
+        if mode == PROCESS:
+            raise NotImplementedError("PROCESS mode is not available yet: use mode=BASE")
+        if mode != BASE:
+            raise ValueError(f"unknown server mode {mode!r}: use BASE or PROCESS")
+        self.host = host
+        self.mode = mode
+        self.type = sock_type
+        self.ports: list[Port] = [Port(self, host, port, sock_type)]
+        self.callbacks: dict[str, Callable[..., Any]] = {}
+        self._user_settings: dict[str, Any] = {}
+        self.setting: dict[str, Any] = settings_module.defaults(self.SETTINGS)
+        self.master_pid = 0
+        self.manager_pid = 0
+        self.worker_id = -1
+        self.worker_pid = 0
+        self._registry: Registry | None = None
+        self._worker: Worker | None = None
+        self._supervisor: Supervisor | None = None
+        self._namespace = ""
+        self._started = False
+
+    @property
+    def port(self) -> int:
+        return self.ports[0].port
+
+    # -- configuration -------------------------------------------------------------------------
+    def set(self, settings: dict[str, Any]) -> None:
+        """Apply Swoole settings; an unknown key or a wrong type raises ``SettingsError`` at once."""
+        if self._started:
+            raise RuntimeError("settings cannot change after start()")
+        checked = settings_module.validate(settings, self.SETTINGS)
+        self._user_settings.update(checked)
+        self.setting.update(checked)
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        """Register ``callback`` for ``event``; without a callback, return a decorator."""
+        return self._register(self.callbacks, event, callback, allowed=self.EVENTS)
+
+    def _register(
+        self, table: dict[str, Callable[..., Any]], event: str, callback: Callable[..., Any] | None, *, allowed: Any
+    ) -> Any:
+        if not isinstance(event, str):
+            raise TypeError(f"event name must be a str, not {type(event).__name__}")
+        key = event.lower().replace("_", "")
+        aliases = {n.replace("_", ""): n for n in allowed}
+        name = aliases.get(key) or aliases.get(key.removeprefix("on"), event)
+        if name not in allowed:
+            raise ValueError(f"unknown event {event!r}; known events: {', '.join(sorted(allowed))}")
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            if not callable(fn):
+                raise TypeError(f"callback for {name!r} must be callable, not {type(fn).__name__}")
+            _check_arity(name, fn, self.EVENTS[name])
+            table[name] = fn
+            return fn
+
+        if callback is None:
+            return register
+        register(callback)
+        return None
+
+    def listen(self, host: str, port: int, sock_type: int = SOCK_TCP) -> Port:
+        """Listen on one more address; returns the ``Port`` (with its own ``set``/``on``)."""
+        if self._started:
+            raise RuntimeError("listen() must be called before start()")
+        extra = Port(self, host, port, sock_type)
+        self.ports.append(extra)
+        return extra
+
+    add_listener = listen
+
+    def connection_class_for(self, port: Port) -> type[StreamConnection]:
+        """The stream protocol a port speaks (protocol servers choose by the port's settings)."""
+        return self.connection_class
+
+    # -- running -----------------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Bind, fork the workers and supervise them; blocks until the server shuts down."""
+        if self._started:
+            raise RuntimeError("server already started")
+        self._started = True
+        log_setup.configure(self.setting)
+        backlog = self.setting["backlog"]
+        for port in self.ports:
+            port.bind(backlog)
+        self.master_pid = self.manager_pid = os.getpid()
+        self._namespace = f"{self.master_pid}.{secrets.token_hex(4)}"
+        worker_num = self.setting["worker_num"]
+        self._registry = Registry(self.setting["max_conn"], worker_num)
+        setproctitle.setproctitle("pyswoole: master")
+        call_blocking(self.callbacks.get("start"), self)
+        supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
+        supervisor.add_group("worker", worker_num, self._run_worker)
+        call_blocking(self.callbacks.get("manager_start"), self)
+        try:
+            supervisor.run()
+        finally:
+            call_blocking(self.callbacks.get("manager_stop"), self)
+            for port in self.ports:
+                port.close()
+                port.unlink()
+            call_blocking(self.callbacks.get("shutdown"), self)
+        return True
+
+    def _run_worker(self, worker_id: int) -> int:
+        setproctitle.setproctitle(f"pyswoole: worker {worker_id}")
+        self.worker_id = worker_id
+        self.worker_pid = os.getpid()
+        self._supervisor = None
+        self._worker = Worker(self, worker_id)
+        return self._worker.run()
+
+    def _child_exited(self, child: Child, code: int, signo: int) -> None:
+        if code or signo:
+            call_blocking(self.callbacks.get("worker_error"), self, child.id, child.pid, code, signo)
+
+    # -- life cycle verbs -----------------------------------------------------------------------
+    def shutdown(self) -> bool:
+        """Stop the whole server gracefully (from any process of it)."""
+        if self._supervisor is not None:
+            self._supervisor.stop()
+        else:
+            os.kill(self.manager_pid, signal.SIGTERM)
+        return True
+
+    def reload(self) -> bool:
+        """Restart every worker gracefully: new workers start, old ones finish and exit."""
+        if self._supervisor is not None:
+            self._supervisor.reload()
+        else:
+            os.kill(self.manager_pid, signal.SIGUSR1)
+        return True
+
+    # -- connections ---------------------------------------------------------------------------
+    def _local(self, fd: int) -> StreamConnection | None:
+        worker = self._worker
+        return None if worker is None else worker.connections.get(fd)
+
+    def send(self, fd: int, data: bytes | str, server_socket: int = -1) -> bool:
+        """Send to connection ``fd``, whichever worker owns it; False if it is gone or its
+        output buffer is over ``buffer_output_size``."""
+        if isinstance(data, str):
+            data = data.encode()
+        worker = self._worker
+        if worker is None:
+            raise RuntimeError("send() is available in worker processes only")
+        conn = worker.connections.get(fd)
+        if conn is not None:
+            return conn.send(data)
+        return worker.route(fd, MSG_SEND, FD.pack(fd), data)
+
+    def sendto(self, ip: str, port: int, data: bytes | str, server_socket: int = -1) -> bool:
+        """Send a datagram from one of this server's UDP/Unix datagram ports."""
+        if isinstance(data, str):
+            data = data.encode()
+        worker = self._require_worker()
+        wanted = SOCK_UNIX_DGRAM if ip.startswith("/") else (SOCK_UDP6 if ":" in ip else None)
+        for transport, endpoint in worker.datagram_endpoints:
+            if server_socket not in (-1, endpoint.port.fileno):
+                continue
+            if wanted is None and endpoint.port.type in (SOCK_UDP6, SOCK_UNIX_DGRAM):
+                continue
+            if wanted is not None and endpoint.port.type != wanted:
+                continue
+            transport.sendto(data, ip if endpoint.port.type == SOCK_UNIX_DGRAM else (ip, port))
+            return True
+        return False
+
+    def close(self, fd: int, reset: bool = False) -> bool:
+        conn = self._local(fd)
+        if conn is not None:
+            conn.close(reset)
+            return True
+        return self._require_worker().route(fd, MSG_CLOSE, FD_FLAG.pack(fd, int(reset)))
+
+    def pause(self, fd: int) -> bool:
+        conn = self._local(fd)
+        if conn is not None:
+            conn.transport.pause_reading()
+            return True
+        return self._require_worker().route(fd, MSG_PAUSE, FD.pack(fd))
+
+    def resume(self, fd: int) -> bool:
+        conn = self._local(fd)
+        if conn is not None:
+            conn.transport.resume_reading()
+            return True
+        return self._require_worker().route(fd, MSG_RESUME, FD.pack(fd))
+
+    def exists(self, fd: int) -> bool:
+        if self._local(fd) is not None:
+            return True
+        return self._registry is not None and self._registry.get(fd) is not None
+
+    exist = exists
+
+    def get_client_info(self, fd: int, reactor_id: int = -1) -> dict[str, Any] | None:
+        """Address, port, times, owner worker and uid of connection ``fd``; None if it is gone."""
+        if self._registry is None:
+            return None
+        row = self._registry.get(fd)
+        if row is None:
+            return None
+        conn = self._local(fd)
+        last_time = conn.last_time if conn is not None else row["last_time"]
+        return {
+            "server_port": row["server_port"],
+            "server_fd": row["server_fd"],
+            "socket_fd": fd,
+            "remote_ip": row["remote_ip"],
+            "remote_port": row["remote_port"],
+            "connect_time": row["connect_time"],
+            "last_time": last_time,
+            "worker_id": row["worker_id"],
+            "reactor_id": row["worker_id"],
+            "uid": row["uid"],
+        }
+
+    getClientInfo = get_client_info
+
+    @property
+    def connections(self) -> Iterator[int]:
+        """Every live connection's fd, across all workers, in accept order."""
+        return self._registry.fds() if self._registry is not None else iter(())
+
+    def bind(self, fd: int, uid: int) -> bool:
+        return self._registry is not None and self._registry.bind(fd, uid)
+
+    def send_message(self, message: Any, dst_worker_id: int) -> bool:
+        """Deliver any picklable object to the ``pipe_message`` callback of worker ``dst_worker_id``."""
+        worker = self._require_worker()
+        if dst_worker_id == worker.worker_id:
+            callback = self.callbacks.get("pipe_message")
+            if callback is None:
+                return False
+            message = pickle.loads(pickle.dumps(message))
+            worker.loop.call_soon(lambda: spawn(callback, self, worker.worker_id, message, name="pipe_message"))  # type: ignore[union-attr]
+            return True
+        return worker.send_message(message, dst_worker_id)
+
+    sendMessage = send_message
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of the whole server and of each worker (other workers publish every second)."""
+        registry = self._registry
+        if registry is None:
+            raise RuntimeError("stats() is available once the server has started")
+        if self._worker is not None:
+            self._worker.publish_stats()
+        workers = []
+        request_count = 0
+        for worker_id in range(self.setting["worker_num"]):
+            row = registry.worker(worker_id) or {}
+            request_count += row.get("request_count", 0)
+            workers.append({"worker_id": worker_id, **row})
+        return {
+            "start_time": registry.start_time,
+            "connection_num": registry.connection_num,
+            "accept_count": registry.accept_count.get(),
+            "close_count": registry.close_count.get(),
+            "worker_num": self.setting["worker_num"],
+            "request_count": request_count,
+            "worker_request_count": self._worker.request_count if self._worker else 0,
+            "workers": workers,
+        }
+
+    # -- timers --------------------------------------------------------------------------------
+    def tick(self, ms: int | float, callback: Callable[..., Any], *args: Any) -> int:
+        return Timer.tick(ms, callback, *args)
+
+    def after(self, ms: int | float, callback: Callable[..., Any], *args: Any) -> int:
+        return Timer.after(ms, callback, *args)
+
+    def clear_timer(self, timer_id: int) -> bool:
+        return Timer.clear(timer_id)
+
+    clearTimer = clear_timer
+
+    def _require_worker(self) -> Worker:
+        if self._worker is None:
+            raise RuntimeError("this method is available in worker processes only")
+        return self._worker
+
+

@@ -1,0 +1,124 @@
+"""Swoole's setting names, their types and defaults, and the validation behind ``Server.set()``."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import resource
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyswoole.protocol.framing import DEFAULT_MAX_LENGTH, LENGTH_TYPES
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One known setting: accepted Python types, default, optional extra check, and its scope."""
+
+    types: tuple[type, ...]
+    default: Any = None
+    check: Callable[[Any], str | None] | None = None
+    port: bool = False  # may be set per listening port (framing and protocol options)
+
+
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _not_negative(value: Any) -> str | None:
+    return None if value >= 0 else "must not be negative"
+
+
+def _length_type(value: Any) -> str | None:
+    return None if value in LENGTH_TYPES else f"must be one of the pack codes {' '.join(LENGTH_TYPES)}"
+
+
+def _log_level(value: Any) -> str | None:
+    return None if 0 <= value <= 6 else "must be one of LOG_DEBUG .. LOG_NONE (0..6)"
+
+
+def default_max_conn() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(1024, min(soft if soft != resource.RLIM_INFINITY else 100_000, 100_000))
+
+
+INT = (int,)
+NUMBER = (int, float)
+BOOL = (bool,)
+STR = (str,)
+
+SETTINGS: dict[str, Setting] = {
+    # processes
+    "worker_num": Setting(INT, None, _positive),
+    "reactor_num": Setting(INT, None, _positive),
+    "max_request": Setting(INT, 0, _not_negative),
+    "max_wait_time": Setting(NUMBER, 3.0, _not_negative),
+    "enable_coroutine": Setting(BOOL, True),
+    "enable_reuse_port": Setting(BOOL, False),
+    # connections
+    "max_conn": Setting(INT, None, _positive),
+    "backlog": Setting(INT, 511, _positive),
+    "heartbeat_check_interval": Setting(NUMBER, 0, _not_negative),
+    "heartbeat_idle_time": Setting(NUMBER, 0, _not_negative),
+    "buffer_output_size": Setting(INT, 2 * 1024 * 1024, _positive),
+    "socket_buffer_size": Setting(INT, 8 * 1024 * 1024, _positive),
+    "open_tcp_nodelay": Setting(BOOL, True, port=True),
+    # logging
+    "log_level": Setting(INT, 2, _log_level),
+    "log_file": Setting(STR, None),
+    # framing (per port)
+    "open_eof_check": Setting(BOOL, False, port=True),
+    "open_eof_split": Setting(BOOL, False, port=True),
+    "package_eof": Setting((str, bytes), b"\r\n", lambda v: None if v else "must not be empty", port=True),
+    "open_length_check": Setting(BOOL, False, port=True),
+    "package_length_type": Setting(STR, "N", _length_type, port=True),
+    "package_length_offset": Setting(INT, 0, _not_negative, port=True),
+    "package_body_offset": Setting(INT, 4, _not_negative, port=True),
+    "package_length_func": Setting((Callable,), None, port=True),  # type: ignore[arg-type]
+    "package_max_length": Setting(INT, DEFAULT_MAX_LENGTH, _positive, port=True),
+}
+
+
+class SettingsError(ValueError):
+    """A setting is unknown, has the wrong type, or an invalid value."""
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {int: "int", float: "float", bool: "bool", str: "str", bytes: "bytes"}
+    return " or ".join(names.get(t, "callable") for t in types)
+
+
+def validate(values: Mapping[str, Any], known: Mapping[str, Setting] = SETTINGS, *, port: bool = False) -> dict[str, Any]:
+    """Check every key and value; return a plain dict (``package_eof`` normalised to bytes)."""
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        setting = known.get(key)
+        if setting is None:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SettingsError(f"unknown setting {key!r}{hint}")
+        if port and not setting.port:
+            raise SettingsError(f"setting {key!r} applies to the whole server, not to one port")
+        if setting.types == (Callable,):  # type: ignore[comparison-overlap]
+            ok = value is None or callable(value)
+        elif bool not in setting.types and isinstance(value, bool):
+            ok = False
+        else:
+            ok = isinstance(value, setting.types)
+        if not ok:
+            raise SettingsError(f"setting {key!r} must be {_type_name(setting.types)}, not {type(value).__name__}")
+        if setting.check is not None and value is not None:
+            problem = setting.check(value)
+            if problem:
+                raise SettingsError(f"setting {key!r} {problem} (got {value!r})")
+        checked[key] = value.encode() if key == "package_eof" and isinstance(value, str) else value
+    return checked
+
+
+def defaults(known: Mapping[str, Setting] = SETTINGS) -> dict[str, Any]:
+    values = {name: s.default for name, s in known.items()}
+    values["worker_num"] = os.cpu_count() or 1
+    values["reactor_num"] = values["worker_num"]
+    values["max_conn"] = default_max_conn()
+    return values

@@ -1,0 +1,283 @@
+"""A worker process: its event loop, its connections, and the IPC that makes them server-wide.
+
+The worker serves the listening sockets it inherited, keeps its own connections in a dict by fd,
+and publishes them in the shared registry. Operations on a connection another worker owns
+(``send``, ``close``, ``pause``, ``resume``) and ``send_message`` travel as IPC messages to the
+owner's mailbox (formats in ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import struct
+import time
+from typing import TYPE_CHECKING, Any
+
+from pyswoole.constants import WORKER_BUSY, WORKER_EXIT, WORKER_IDLE
+from pyswoole.coroutine.runner import spawn
+from pyswoole.process.ipc import Mailbox
+from pyswoole.server.connection import DatagramEndpoint, StreamConnection
+from pyswoole.timer import Timer
+
+if TYPE_CHECKING:
+    from pyswoole.server.server import Server
+
+log = logging.getLogger("pyswoole")
+
+# IPC message kinds and their payload layouts (after the mailbox header).
+MSG_SEND = 1  # !Q fd, then the raw bytes
+MSG_CLOSE = 2  # !QB fd, reset
+MSG_PAUSE = 3  # !Q fd
+MSG_RESUME = 4  # !Q fd
+MSG_PIPE = 5  # !i source worker id, then a pickle
+FD = struct.Struct("!Q")
+FD_FLAG = struct.Struct("!QB")
+WORKER_ID = struct.Struct("!i")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop is installed, else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class Worker:
+    """The state of the worker process ``worker_id``; exists only inside that process."""
+
+    def __init__(self, server: Server, worker_id: int):
+        self.server = server
+        self.worker_id = worker_id
+        self.settings = server.setting
+        self.registry = server._registry
+        self.connections: dict[int, StreamConnection] = {}
+        self.datagram_endpoints: list[tuple[Any, DatagramEndpoint]] = []
+        self.request_count = 0
+        self.max_request = self.settings["max_request"]
+        self.clock = int(time.time())
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.mailbox: Mailbox | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._stopping = False
+        self._stopped: asyncio.Future | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def run(self) -> int:
+        Timer._reset_after_fork()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager decides; a terminal ^C reaches all
+        self.loop = loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        return 0
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self.mailbox = Mailbox(self.server._namespace, self._on_message)
+        self.mailbox.attach(loop)
+        self.registry.set_worker(
+            self.worker_id, pid=os.getpid(), status=WORKER_IDLE, start_time=int(time.time()), request_count=0
+        )
+        self._every(1.0, self._tick_clock)
+        interval = self.settings["heartbeat_check_interval"]
+        if interval:
+            self._every(interval, self._check_heartbeat)
+        callback = self.server.callbacks.get("worker_start")
+        if callback is not None:
+            spawn(callback, self.server, self.worker_id, name="worker_start")
+        for port in self.server.ports:
+            await self._serve(port)
+        await self._stopped
+        await self._shutdown()
+
+    async def _serve(self, port: Any) -> None:
+        loop = asyncio.get_running_loop()
+        sock = port.sock.dup()
+        if port.is_stream:
+            listener = await loop.create_server(
+                lambda: port.connection_class(self, port), sock=sock, backlog=self.settings["backlog"]
+            )
+            self._listeners.append(listener)
+        else:
+            transport, endpoint = await loop.create_datagram_endpoint(lambda: DatagramEndpoint(self, port), sock=sock)
+            self.datagram_endpoints.append((transport, endpoint))
+
+    def stop(self) -> None:
+        """Begin the graceful stop (SIGTERM, reload, max_request)."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def recycle(self) -> None:
+        """``max_request`` reached: stop gracefully; the manager starts a fresh worker."""
+        if not self._stopping:
+            log.info("worker %d reached max_request %d: restarting", self.worker_id, self.max_request)
+            self.stop()
+
+    async def _shutdown(self) -> None:
+        self.registry.set_worker(self.worker_id, status=WORKER_EXIT)
+        for listener in self._listeners:
+            listener.close()
+        callback = self.server.callbacks.get("worker_exit")
+        if callback is not None:
+            spawn(callback, self.server, self.worker_id, name="worker_exit")
+        deadline = time.monotonic() + self.settings["max_wait_time"]
+        await self._drain(deadline)
+        for conn in list(self.connections.values()):
+            conn.close()
+        callback = self.server.callbacks.get("worker_stop")
+        if callback is not None:
+            spawn(callback, self.server, self.worker_id, name="worker_stop")
+        await self._drain(deadline)
+        for transport, _ in self.datagram_endpoints:
+            transport.close()
+        self.publish_stats()
+        if self.mailbox is not None:
+            self.mailbox.close()
+
+    async def _drain(self, deadline: float) -> None:
+        """Let running callbacks finish, until ``deadline``."""
+        current = asyncio.current_task()
+        while time.monotonic() < deadline:
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            if not pending:
+                return
+            await asyncio.wait(pending, timeout=deadline - time.monotonic())
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        if pending:
+            log.warning("worker %d: %d coroutines still running after max_wait_time", self.worker_id, len(pending))
+            for task in pending:
+                task.cancel()
+
+    def _every(self, seconds: float, fn: Any) -> None:
+        assert self.loop is not None
+
+        def run() -> None:
+            if not self._stopping:
+                fn()
+                self.loop.call_later(seconds, run)  # type: ignore[union-attr]
+
+        self.loop.call_later(seconds, run)
+
+    def _tick_clock(self) -> None:
+        self.clock = int(time.time())
+        self.publish_stats()
+
+    def publish_stats(self) -> None:
+        self.registry.set_worker(
+            self.worker_id,
+            request_count=self.request_count,
+            connection_num=len(self.connections),
+            status=WORKER_EXIT if self._stopping else (WORKER_BUSY if self.connections else WORKER_IDLE),
+        )
+
+    def _check_heartbeat(self) -> None:
+        idle_time = self.settings["heartbeat_idle_time"] or 2 * self.settings["heartbeat_check_interval"]
+        now = time.time()
+        for conn in list(self.connections.values()):
+            if now - conn.last_time >= idle_time:
+                log.info("closing idle connection %d (no data for %.0f s)", conn.fd, now - conn.last_time)
+                conn.close()
+
+    # -- connections -------------------------------------------------------------------------------
+    def open_connection(self, conn: StreamConnection) -> bool:
+        """Give a new connection its fd and publish it; False refuses it (over ``max_conn``)."""
+        registry = self.registry
+        if registry.connection_num >= registry.max_conn:
+            log.warning("max_conn %d reached: connection refused", registry.max_conn)
+            return False
+        fd = registry.next_fd()
+        peer = conn.transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            remote_ip, remote_port = peer[0], peer[1]
+        else:
+            remote_ip, remote_port = peer or "", 0
+        conn.fd = fd
+        conn.remote = (remote_ip, remote_port)
+        now = int(time.time())
+        conn.last_time = now
+        try:
+            registry.add(
+                fd,
+                {
+                    "worker_id": self.worker_id,
+                    "pid": os.getpid(),
+                    "server_fd": conn.port.fileno,
+                    "server_port": conn.port.port,
+                    "remote_ip": remote_ip,
+                    "remote_port": remote_port,
+                    "connect_time": now,
+                    "last_time": now,
+                    "uid": 0,
+                },
+            )
+        except Exception as exc:
+            log.warning("connection %d refused: %s", fd, exc)
+            conn.fd = 0
+            return False
+        self.connections[fd] = conn
+        return True
+
+    def close_connection(self, conn: StreamConnection) -> None:
+        if self.connections.pop(conn.fd, None) is not None:
+            self.registry.remove(conn.fd)
+
+    # -- routing ---------------------------------------------------------------------------------
+    def owner_pid(self, fd: int) -> int | None:
+        row = self.registry.get(fd)
+        return None if row is None else row["pid"]
+
+    def route(self, fd: int, kind: int, *payload: bytes) -> bool:
+        """Send an operation on connection ``fd`` to the worker that owns it."""
+        pid = self.owner_pid(fd)
+        if pid is None or self.mailbox is None:
+            return False
+        return self.mailbox.send(pid, kind, *payload)
+
+    def send_message(self, message: Any, dst_worker_id: int) -> bool:
+        row = self.registry.worker(dst_worker_id)
+        if row is None or not row["pid"] or self.mailbox is None:
+            return False
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        return self.mailbox.send(row["pid"], MSG_PIPE, WORKER_ID.pack(self.worker_id), data)
+
+    def _on_message(self, kind: int, sender: int, payload: bytes) -> None:
+        if kind == MSG_SEND:
+            fd = FD.unpack_from(payload)[0]
+            conn = self.connections.get(fd)
+            if conn is not None:
+                conn.send(payload[FD.size :])
+        elif kind == MSG_CLOSE:
+            fd, reset = FD_FLAG.unpack(payload)
+            conn = self.connections.get(fd)
+            if conn is not None:
+                conn.close(bool(reset))
+        elif kind in (MSG_PAUSE, MSG_RESUME):
+            conn = self.connections.get(FD.unpack(payload)[0])
+            if conn is not None:
+                (conn.transport.pause_reading if kind == MSG_PAUSE else conn.transport.resume_reading)()
+        elif kind == MSG_PIPE:
+            src = WORKER_ID.unpack_from(payload)[0]
+            message = pickle.loads(payload[WORKER_ID.size :])
+            callback = self.server.callbacks.get("pipe_message")
+            if callback is None:
+                log.warning("pipe message from worker %d dropped: no pipe_message callback", src)
+            else:
+                spawn(callback, self.server, src, message, name="pipe_message")
+        else:
+            log.warning("unknown IPC message kind %d from pid %d", kind, sender)
