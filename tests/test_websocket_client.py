@@ -17,6 +17,9 @@ import pytest
 import uvloop
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Message, Request
+from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 
 from pyswoole.protocol.websocket import WebSocketCodec, server_handshake
 from pyswoole.websocket import (
@@ -297,6 +300,51 @@ def test_slow_reader_gets_every_message_in_order() -> None:
                 if len(received) % 50 == 0:
                     await asyncio.sleep(0.01)
             assert received == [f"message {i}" for i in range(300)]
+
+    run(body())
+
+
+# ---- interop with a wsproto server -----------------------------------------------------------
+
+
+@asynccontextmanager
+async def wsproto_echo_server() -> AsyncIterator[str]:
+    """An echo server driving wsproto's sans-IO connection (permessage-deflate on)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = WSConnection(ConnectionType.SERVER)
+        try:
+            while data := await reader.read(65536):
+                connection.receive_data(data)
+                for event in connection.events():
+                    if isinstance(event, Request):
+                        reply = AcceptConnection(subprotocol="v2", extensions=[WsprotoDeflate()])
+                    elif isinstance(event, Message):
+                        reply = event  # echo each piece; wsproto sends unfinished ones as fragments
+                    elif isinstance(event, CloseConnection):
+                        writer.write(connection.send(event.response()))
+                        return  # the server closes TCP first
+                    else:
+                        continue
+                    writer.write(connection.send(reply))
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+
+
+def test_echo_through_a_wsproto_server() -> None:
+    async def body() -> None:
+        async with wsproto_echo_server() as url, await connect(url, subprotocols=["v1", "v2"]) as ws:
+            assert ws.subprotocol == "v2"
+            assert ws.deflate is not None
+            for message in ["hello", "ü" * 5000, b"\x00" * 100_000, "again " * 100]:
+                await ws.send(message)
+                assert await ws.recv() == message
+            await ws.close(1000, "done")
+            assert ws.close_code == 1000
 
     run(body())
 
