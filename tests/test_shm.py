@@ -1,6 +1,8 @@
 """Table, Atomic, AtomicLong and Lock in one process: API, limits and errors."""
 
 import math
+import os
+import signal
 import threading
 import time
 
@@ -291,3 +293,24 @@ def test_rwlock_readers_share_and_writers_exclude():
     reader.join(5)
     assert other == [(True, True)]
     lock.unlock()
+
+
+def test_rwlock_upgrade_from_read_raises_instead_of_deadlocking():
+    lock = Lock(Lock.RWLOCK)
+    lock.lock_read()
+    with pytest.raises(RuntimeError, match="already holds"):
+        lock.lock()
+    lock.unlock()
+    assert lock.trylock() is True  # the failed upgrade released everything it took
+    lock.unlock()
+
+
+def test_wait_forever_is_interrupted_by_a_signal():
+    event = Atomic()
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        event.wait(-1)
+    timer.join()
+    assert time.monotonic() - started < 5
