@@ -161,6 +161,26 @@ def test_any_chunking_gives_the_same_messages(messages: list, cuts: list[int]) -
     assert [e.data for e in events] == messages
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    garbage=st.binary(max_size=400),
+    prefix=st.sampled_from([b"", b"\x81\x85", b"\xc1\x80", b"\x01\x81", b"\x88\x82"]),
+    client=st.booleans(),
+    compressed=st.booleans(),
+)
+def test_arbitrary_bytes_never_raise(garbage: bytes, prefix: bytes, client: bool, compressed: bool) -> None:
+    codec = WebSocketCodec(
+        client=client, deflate=DeflateParams() if compressed else None, max_message_size=300
+    )
+    data = prefix + garbage
+    events = []
+    for start in range(0, len(data), 7):
+        events += codec.feed(data[start : start + 7])
+    assert all(isinstance(e, Frame) for e in events[:-1])
+    if events and isinstance(events[-1], ProtocolError):
+        assert events[-1].code in (CLOSE_PROTOCOL_ERROR, CLOSE_MESSAGE_ERROR, CLOSE_MESSAGE_TOO_BIG)
+
+
 def test_unmasked_frame_from_a_client_is_a_protocol_error() -> None:
     assert error_code(server().feed(frame("hi", mask=None))) == CLOSE_PROTOCOL_ERROR
 
