@@ -8,10 +8,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 import asyncmy.errors
+import pymysql.err
 import pytest
 import uvloop
 
-from pyswoole.db import MySQLConnection, is_disconnect, mysql_pool
+from pyswoole.db import BlockingMySQLConnection, MySQLConnection, is_disconnect, mysql_pool
 from pyswoole.pool import PoolTimeoutError
 
 pytest_plugins = ["tests.db_servers"]
@@ -32,8 +33,41 @@ def table(mariadb: Any) -> str:
     return "items"
 
 
-def connection(mariadb: Any, **options: Any) -> MySQLConnection:
-    return MySQLConnection(**mariadb.connect_options, **options)
+class Threaded:
+    """A BlockingMySQLConnection driven from a coroutine through a thread, so that the same tests
+    check both classes."""
+
+    BLOCKING = frozenset({"connect", "query", "execute", "begin", "commit", "rollback", "ping", "close"})
+
+    def __init__(self, conn: BlockingMySQLConnection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in self.BLOCKING:
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            result = await asyncio.to_thread(attr, *args, **kwargs)
+            return self if result is self._conn else result
+
+        return call
+
+
+@pytest.fixture(params=["asyncmy", "pymysql"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    """Each long-connection test runs with MySQLConnection (asyncmy) and BlockingMySQLConnection."""
+    return request.param
+
+
+def errors(flavor: str) -> Any:
+    return asyncmy.errors if flavor == "asyncmy" else pymysql.err
+
+
+def connection(mariadb: Any, flavor: str = "asyncmy", **options: Any) -> Any:
+    if flavor == "asyncmy":
+        return MySQLConnection(**mariadb.connect_options, **options)
+    return Threaded(BlockingMySQLConnection(**mariadb.connect_options, **options))
 
 
 def wait_gone(mariadb: Any, thread_id: int) -> None:
@@ -45,9 +79,11 @@ def wait_gone(mariadb: Any, thread_id: int) -> None:
         time.sleep(0.01)
 
 
-def test_dict_rows_and_statement_errors_propagate_without_reconnect(mariadb: Any, table: str) -> None:
+def test_dict_rows_and_statement_errors_propagate_without_reconnect(
+    mariadb: Any, table: str, flavor: str
+) -> None:
     async def main() -> None:
-        conn = connection(mariadb)
+        conn = connection(mariadb, flavor)
         assert await conn.execute("INSERT INTO items (name) VALUES (%s), (%s)", ["a", "b"]) == 2
         assert conn.insert_id == 1
         assert await conn.query("SELECT id, name FROM items ORDER BY id") == [
@@ -55,10 +91,10 @@ def test_dict_rows_and_statement_errors_propagate_without_reconnect(mariadb: Any
             {"id": 2, "name": "b"},
         ]
         assert await conn.query("DO 1") == []
-        with pytest.raises(asyncmy.errors.ProgrammingError) as caught:
+        with pytest.raises(errors(flavor).ProgrammingError) as caught:
             await conn.query("SELEKT 1")
         assert caught.value.args[0] == 1064 and not is_disconnect(caught.value)
-        with pytest.raises(asyncmy.errors.IntegrityError):
+        with pytest.raises(errors(flavor).IntegrityError):
             await conn.execute("INSERT INTO items (id, name) VALUES (1, 'dup')")
         assert await conn.query("SELECT COUNT(*) AS n FROM items") == [{"n": 2}]
         assert conn.connects == 1
@@ -67,9 +103,9 @@ def test_dict_rows_and_statement_errors_propagate_without_reconnect(mariadb: Any
     run(main())
 
 
-def test_restart_between_two_queries_reconnects_once(mariadb: Any) -> None:
+def test_restart_between_two_queries_reconnects_once(mariadb: Any, flavor: str) -> None:
     async def main() -> None:
-        conn = connection(mariadb)
+        conn = connection(mariadb, flavor)
         assert await conn.query("SELECT 1 AS one") == [{"one": 1}]
         before = conn.thread_id
         await asyncio.to_thread(mariadb.restart)
@@ -82,9 +118,9 @@ def test_restart_between_two_queries_reconnects_once(mariadb: Any) -> None:
 
 
 @pytest.mark.parametrize("settle", [True, False], ids=["after-close", "at-once"])
-def test_kill_server_side_reconnects_once(mariadb: Any, settle: bool) -> None:
+def test_kill_server_side_reconnects_once(mariadb: Any, settle: bool, flavor: str) -> None:
     async def main() -> None:
-        conn = connection(mariadb)
+        conn = connection(mariadb, flavor)
         await conn.query("SELECT 1")
         killed = conn.thread_id
         mariadb.query(f"KILL {killed}")
@@ -98,9 +134,9 @@ def test_kill_server_side_reconnects_once(mariadb: Any, settle: bool) -> None:
     run(main())
 
 
-def test_wait_timeout_expiry_reconnects_once(mariadb: Any) -> None:
+def test_wait_timeout_expiry_reconnects_once(mariadb: Any, flavor: str) -> None:
     async def main() -> None:
-        conn = connection(mariadb)
+        conn = connection(mariadb, flavor)
         await conn.execute("SET SESSION wait_timeout = 1")
         expired = conn.thread_id
         await asyncio.to_thread(wait_gone, mariadb, expired)
@@ -132,21 +168,39 @@ def test_a_disconnect_inside_a_transaction_is_not_retried(mariadb: Any, table: s
     run(main())
 
 
-def test_retry_false_and_autocommit_off_do_not_retry(mariadb: Any, table: str) -> None:
+def test_blocking_transaction_commits_rolls_back_and_is_not_retried(mariadb: Any, table: str) -> None:
+    conn = BlockingMySQLConnection(**mariadb.connect_options)
+    with conn.transaction():
+        conn.execute("INSERT INTO items (name) VALUES ('kept')")
+    with pytest.raises(ZeroDivisionError), conn.transaction():
+        conn.execute("INSERT INTO items (name) VALUES ('rolled back')")
+        1 / 0  # noqa: B018
+    with pytest.raises(pymysql.err.OperationalError) as caught, conn.transaction():
+        conn.execute("INSERT INTO items (name) VALUES ('lost')")
+        mariadb.query(f"KILL {conn.thread_id}")
+        conn.execute("INSERT INTO items (name) VALUES ('never')")
+    assert is_disconnect(caught.value)
+    assert (conn.connects, conn.in_transaction, conn.connected) == (1, False, False)
+    assert conn.query("SELECT name FROM items") == [{"name": "kept"}]  # reconnects
+    assert conn.connects == 2
+    conn.close()
+
+
+def test_retry_false_and_autocommit_off_do_not_retry(mariadb: Any, table: str, flavor: str) -> None:
     async def main() -> None:
-        conn = connection(mariadb)
+        conn = connection(mariadb, flavor)
         await conn.query("SELECT 1")
         mariadb.query(f"KILL {conn.thread_id}")
-        with pytest.raises(asyncmy.errors.OperationalError):
+        with pytest.raises(errors(flavor).OperationalError):
             await conn.execute("INSERT INTO items (name) VALUES ('x')", retry=False)
         assert conn.connects == 1
         await conn.close()
 
-        manual = connection(mariadb, autocommit=False)
+        manual = connection(mariadb, flavor, autocommit=False)
         await manual.execute("INSERT INTO items (name) VALUES ('uncommitted')")
         assert manual.in_transaction
         mariadb.query(f"KILL {manual.thread_id}")
-        with pytest.raises(asyncmy.errors.OperationalError):
+        with pytest.raises(errors(flavor).OperationalError):
             await manual.query("SELECT COUNT(*) FROM items")
         assert manual.connects == 1
         await manual.execute("INSERT INTO items (name) VALUES ('committed')")
@@ -157,13 +211,15 @@ def test_retry_false_and_autocommit_off_do_not_retry(mariadb: Any, table: str) -
     run(main())
 
 
-def test_server_down_raises_the_connect_error_after_one_attempt_then_recovers(mariadb: Any) -> None:
+def test_server_down_raises_the_connect_error_after_one_attempt_then_recovers(
+    mariadb: Any, flavor: str
+) -> None:
     async def main() -> None:
-        conn = connection(mariadb, connect_timeout=2)
+        conn = connection(mariadb, flavor, connect_timeout=2)
         await conn.query("SELECT 1")
         await asyncio.to_thread(mariadb.stop)
         try:
-            with pytest.raises(asyncmy.errors.OperationalError) as caught:
+            with pytest.raises(errors(flavor).OperationalError) as caught:
                 await conn.query("SELECT 1")
             assert caught.value.args[0] == 2003  # can't connect: the reconnect failed, no loop
             assert is_disconnect(caught.value.__cause__)

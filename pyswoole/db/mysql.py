@@ -1,6 +1,7 @@
-"""MySQL/MariaDB on asyncmy: a long connection that reconnects once, and a pool of them.
+"""MySQL/MariaDB: a long connection that reconnects once, and a pool of them.
 
-A ``MySQLConnection`` stays open across requests. When a statement fails because the connection is
+A ``MySQLConnection`` (coroutines, on asyncmy) or ``BlockingMySQLConnection`` (blocking or hooked
+code, on pymysql) stays open across requests. When a statement fails because the connection is
 gone (2006 "server has gone away", 2013 "lost connection during query", and the equivalents listed in
 ``DISCONNECT_ERRORS``), it reconnects once and runs the statement once more, if that is safe:
 
@@ -19,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import asyncmy
+import pymysql
 from asyncmy.cursors import DictCursor
 from asyncmy.errors import InterfaceError, MySQLError
 
 from pyswoole.pool import ConnectionPool
 
-__all__ = ["DISCONNECT_ERRORS", "MySQLConnection", "is_disconnect", "mysql_pool"]
+__all__ = ["DISCONNECT_ERRORS", "BlockingMySQLConnection", "MySQLConnection", "is_disconnect", "mysql_pool"]
 
 log = logging.getLogger("pyswoole")
 
@@ -45,21 +47,23 @@ DISCONNECT_ERRORS = frozenset(
 
 
 def is_disconnect(exc: BaseException) -> bool:
-    """True if ``exc`` means the connection is unusable (as opposed to an error in the statement)."""
-    if isinstance(exc, MySQLError):
+    """True if ``exc`` means the connection is unusable (as opposed to an error in the statement).
+
+    Knows the errors of asyncmy and of pymysql (the same codes; both raise InterfaceError with code
+    0 for a connection they already closed after a failure)."""
+    if isinstance(exc, (MySQLError, pymysql.err.MySQLError)):
         code = exc.args[0] if exc.args else None
-        # asyncmy raises InterfaceError(0, ...) for a connection it already closed after a failure
-        return code in DISCONNECT_ERRORS or (isinstance(exc, InterfaceError) and code == 0)
+        interface_error = isinstance(exc, (InterfaceError, pymysql.err.InterfaceError))
+        return code in DISCONNECT_ERRORS or (interface_error and code == 0)
     return isinstance(exc, (ConnectionError, asyncio.IncompleteReadError))
 
 
-class MySQLConnection:
-    """A long MySQL connection that reconnects once and retries once after a disconnect.
+Args = Sequence[Any] | dict[str, Any] | None
 
-    Keyword options besides the named ones go to ``asyncmy.connect`` (``unix_socket``, ``charset``,
-    ``read_timeout``, ...). ``autocommit`` is on by default: each statement stands alone, so it can
-    be retried, and a long connection never holds an old snapshot open.
-    """
+
+class _LongConnection:
+    """What the coroutine and the blocking long connections share: settings, counters, and the
+    rule for when a failed statement is retried."""
 
     def __init__(
         self,
@@ -78,7 +82,7 @@ class MySQLConnection:
             port=port,
             user=user,
             password=password,
-            db=db,
+            database=db,
             autocommit=autocommit,
             connect_timeout=connect_timeout,
             **options,
@@ -87,17 +91,13 @@ class MySQLConnection:
         self.connects = 0  # connections opened so far (the first one and each reconnect)
         self.affected_rows = 0
         self.insert_id = 0
-        self._conn: asyncmy.Connection | None = None
+        self._conn: Any = None
         self._in_transaction = False
-        self._closed = False
 
     def __repr__(self) -> str:
+        where = self.options.get("unix_socket") or f"{self.options['host']}:{self.options['port']}"
         state = "open" if self.connected else "closed"
-        return f"<MySQLConnection {self.options['host']}:{self.options['port']} {state} connects={self.connects}>"
-
-    @property
-    def connected(self) -> bool:
-        return self._conn is not None and self._conn.connected
+        return f"<{type(self).__name__} {where} {state} connects={self.connects}>"
 
     @property
     def in_transaction(self) -> bool:
@@ -108,33 +108,79 @@ class MySQLConnection:
         """The server's id of this connection (``CONNECTION_ID()``, the id ``KILL`` takes)."""
         return self._conn.server_thread_id[0] if self._conn is not None else None
 
+    def _record(self, conn: Any, affected_rows: int) -> None:
+        self.affected_rows = affected_rows
+        self.insert_id = conn.insert_id()
+        if not self.autocommit:
+            self._in_transaction = True
+
+    def _check_retry(self, exc: Exception, retry: bool) -> None:
+        """Raise ``exc`` unless it is a disconnect that may be retried; either way a broken
+        connection is dropped (and a transaction it carried is over)."""
+        if not is_disconnect(exc):
+            raise exc
+        in_transaction, self._in_transaction = self._in_transaction, False
+        self._drop()
+        if in_transaction or not retry:
+            raise exc
+        log.info("MySQL connection lost (%s); reconnecting once and retrying", exc)
+
+    def _finish_transaction(self, exc: BaseException | None) -> None:
+        self._in_transaction = False
+        if exc is not None and is_disconnect(exc):
+            self._drop()
+
+    @property
+    def connected(self) -> bool:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        """Forget a connection that is broken or being replaced (closing its socket)."""
+        raise NotImplementedError
+
+
+class MySQLConnection(_LongConnection):
+    """A long MySQL connection for coroutines (asyncmy) that reconnects once and retries once.
+
+    Keyword options besides the named ones go to ``asyncmy.connect`` (``unix_socket``, ``charset``,
+    ``read_timeout``, ...). ``autocommit`` is on by default: each statement stands alone, so it can
+    be retried, and a long connection never holds an old snapshot open.
+    """
+
+    _conn: asyncmy.Connection | None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.connected
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # asyncmy: closes the transport, sends nothing
+
     async def connect(self) -> MySQLConnection:
         """Open the connection (again); returns self."""
         self._drop()
-        self._closed = False
         self._conn = await asyncmy.connect(**self.options)
         self.connects += 1
         return self
 
-    async def query(
-        self, sql: str, args: Sequence[Any] | dict[str, Any] | None = None, *, retry: bool = True
-    ) -> list[dict[str, Any]]:
+    async def query(self, sql: str, args: Args = None, *, retry: bool = True) -> list[dict[str, Any]]:
         """Run a statement and return its rows as dicts (``[]`` for a statement without rows)."""
         try:
-            return await self._query(sql, args)
+            return await self._run(sql, args, DictCursor)
         except Exception as exc:
-            await self._recover(exc, retry)
-        return await self._query(sql, args)
+            await self._reconnect_or_raise(exc, retry)
+        return await self._run(sql, args, DictCursor)
 
-    async def execute(
-        self, sql: str, args: Sequence[Any] | dict[str, Any] | None = None, *, retry: bool = True
-    ) -> int:
+    async def execute(self, sql: str, args: Args = None, *, retry: bool = True) -> int:
         """Run a statement and return the number of affected rows (``insert_id`` is set too)."""
         try:
-            return await self._execute(sql, args)
+            await self._run(sql, args, None)
         except Exception as exc:
-            await self._recover(exc, retry)
-        return await self._execute(sql, args)
+            await self._reconnect_or_raise(exc, retry)
+            await self._run(sql, args, None)
+        return self.affected_rows
 
     async def begin(self) -> None:
         """Start a transaction: until ``commit``/``rollback``, a disconnect is never retried."""
@@ -143,29 +189,30 @@ class MySQLConnection:
         try:
             await (await self._driver()).begin()
         except Exception as exc:
-            await self._recover(exc, True)
+            await self._reconnect_or_raise(exc, True)
             await (await self._driver()).begin()
         self._in_transaction = True
 
     async def commit(self) -> None:
+        """Commit; a disconnect here is never retried (whether the commit happened is unknown)."""
+        error = None
         try:
             await (await self._driver()).commit()
-        except Exception as exc:
-            if is_disconnect(exc):
-                self._drop()
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            self._in_transaction = False
+            self._finish_transaction(error)
 
     async def rollback(self) -> None:
+        error = None
         try:
             await (await self._driver()).rollback()
-        except Exception as exc:
-            if is_disconnect(exc):
-                self._drop()
+        except BaseException as exc:
+            error = exc
             raise
         finally:
-            self._in_transaction = False
+            self._finish_transaction(error)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[MySQLConnection]:
@@ -197,51 +244,149 @@ class MySQLConnection:
             with contextlib.suppress(Exception):
                 await conn.ensure_closed()
 
-    # -- internals ------------------------------------------------------------------------------
-
     async def _driver(self) -> asyncmy.Connection:
         if self._conn is None:
             await self.connect()
         return self._conn  # type: ignore[return-value]
 
-    async def _query(self, sql: str, args: Any) -> list[dict[str, Any]]:
+    async def _run(self, sql: str, args: Args, cursor_class: type | None) -> list[dict[str, Any]]:
         conn = self._conn if self._conn is not None else await self._driver()
-        async with conn.cursor(DictCursor) as cursor:
-            self.affected_rows = await cursor.execute(sql, args)
-            rows = await cursor.fetchall()
-        self.insert_id = conn.insert_id()
-        if not self.autocommit:
-            self._in_transaction = True
+        async with conn.cursor(cursor_class) as cursor:
+            affected_rows = await cursor.execute(sql, args)
+            rows = await cursor.fetchall() if cursor_class is not None else None
+        self._record(conn, affected_rows)
         return list(rows) if rows else []
 
-    async def _execute(self, sql: str, args: Any) -> int:
-        conn = self._conn if self._conn is not None else await self._driver()
-        async with conn.cursor() as cursor:
-            self.affected_rows = await cursor.execute(sql, args)
-        self.insert_id = conn.insert_id()
-        if not self.autocommit:
-            self._in_transaction = True
-        return self.affected_rows
-
-    async def _recover(self, exc: Exception, retry: bool) -> None:
-        """Return after reconnecting if ``exc`` is a disconnect that may be retried; else raise it."""
-        if not is_disconnect(exc):
-            raise exc
-        in_transaction, self._in_transaction = self._in_transaction, False
-        self._drop()
-        if in_transaction or not retry:
-            raise exc
-        log.info("MySQL connection lost (%s); reconnecting once and retrying", exc)
+    async def _reconnect_or_raise(self, exc: Exception, retry: bool) -> None:
+        self._check_retry(exc, retry)
         try:
             await self.connect()
         except Exception as connect_exc:
             raise connect_exc from exc
 
+
+class BlockingMySQLConnection(_LongConnection):
+    """The same long connection for blocking code, on pymysql, with the same reconnect rule.
+
+    Under the runtime hooks (``pyswoole.runtime.enable_coroutine``) pymysql's socket calls suspend
+    only the calling coroutine, so this works inside ``go(fn)`` and hooked server callbacks; outside
+    them it simply blocks.
+    """
+
+    _conn: pymysql.connections.Connection | None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and self._conn.open
+
     def _drop(self) -> None:
-        """Forget a connection without talking to the server (it is broken or being replaced)."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        if conn is not None and conn.open:
+            with contextlib.suppress(Exception):  # a QUIT on a broken socket fails; it closes anyway
+                conn.close()
+
+    def connect(self) -> BlockingMySQLConnection:
+        """Open the connection (again); returns self."""
+        self._drop()
+        self._conn = pymysql.connect(**self.options)
+        self.connects += 1
+        return self
+
+    def query(self, sql: str, args: Args = None, *, retry: bool = True) -> list[dict[str, Any]]:
+        """Run a statement and return its rows as dicts (``[]`` for a statement without rows)."""
+        try:
+            return self._run(sql, args, pymysql.cursors.DictCursor)
+        except Exception as exc:
+            self._reconnect_or_raise(exc, retry)
+        return self._run(sql, args, pymysql.cursors.DictCursor)
+
+    def execute(self, sql: str, args: Args = None, *, retry: bool = True) -> int:
+        """Run a statement and return the number of affected rows (``insert_id`` is set too)."""
+        try:
+            self._run(sql, args, None)
+        except Exception as exc:
+            self._reconnect_or_raise(exc, retry)
+            self._run(sql, args, None)
+        return self.affected_rows
+
+    def begin(self) -> None:
+        """Start a transaction: until ``commit``/``rollback``, a disconnect is never retried."""
+        if self._in_transaction:
+            raise pymysql.err.InterfaceError(0, "a transaction is already open on this connection")
+        try:
+            self._driver().begin()
+        except Exception as exc:
+            self._reconnect_or_raise(exc, True)
+            self._driver().begin()
+        self._in_transaction = True
+
+    def commit(self) -> None:
+        """Commit; a disconnect here is never retried (whether the commit happened is unknown)."""
+        error = None
+        try:
+            self._driver().commit()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish_transaction(error)
+
+    def rollback(self) -> None:
+        error = None
+        try:
+            self._driver().rollback()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish_transaction(error)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[BlockingMySQLConnection]:
+        """``with conn.transaction():`` begins, then commits, or rolls back on an exception."""
+        self.begin()
+        try:
+            yield self
+        except BaseException:
+            if self.connected:
+                try:
+                    self.rollback()
+                except Exception:
+                    self._drop()
+            self._in_transaction = False
+            raise
+        self.commit()
+
+    def ping(self) -> None:
+        """Check the connection with a round trip (no reconnect): raises if it is broken."""
+        if self._conn is None:
+            raise pymysql.err.InterfaceError(0, "Not connected")
+        self._conn.ping(reconnect=False)
+
+    def close(self) -> None:
+        """Say goodbye to the server and close; a later statement reconnects."""
+        self._in_transaction = False
+        self._drop()
+
+    def _driver(self) -> pymysql.connections.Connection:
+        if self._conn is None:
+            self.connect()
+        return self._conn  # type: ignore[return-value]
+
+    def _run(self, sql: str, args: Args, cursor_class: type | None) -> list[dict[str, Any]]:
+        conn = self._conn if self._conn is not None else self._driver()
+        with conn.cursor(cursor_class) as cursor:
+            affected_rows = cursor.execute(sql, args)
+            rows = cursor.fetchall() if cursor_class is not None else None
+        self._record(conn, affected_rows)
+        return list(rows) if rows else []
+
+    def _reconnect_or_raise(self, exc: Exception, retry: bool) -> None:
+        self._check_retry(exc, retry)
+        try:
+            self.connect()
+        except Exception as connect_exc:
+            raise connect_exc from exc
 
 
 def mysql_pool(
