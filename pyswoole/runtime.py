@@ -30,6 +30,7 @@ from greenlet import getcurrent
 
 from pyswoole.coroutine import runner
 from pyswoole.coroutine.bridge import CoGreenlet, await_
+from pyswoole.coroutine.io import claim_error, wait_ready, wake_closed
 
 HOOK_TCP = 1 << 1
 HOOK_UDP = 1 << 2
@@ -74,66 +75,17 @@ def get_hook_flags() -> int:
 # -- waiting on the loop ---------------------------------------------------------------------
 
 
-class _TimedOut:
-    __slots__ = ()
-
-
-_TIMED_OUT: Any = _TimedOut()
-#: (fd, writing) -> (cid, future) of the coroutine waiting on it: two coroutines on one socket is an error.
-_waiting: dict[tuple[int, bool], tuple[int, Any]] = {}
-
-
-def _ready(fut: Any, value: Any = None) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
 def wait_fd(fd: int, writing: bool, timeout: float | None) -> bool:
     """Suspend the current plain coroutine until ``fd`` is ready; False on timeout."""
-    key = (fd, writing)
-    me = runner.current()
-    cid = -1 if me is None else me.cid
-    other = _waiting.get(key)
-    if other is not None:
-        raise RuntimeError(
-            f"socket fd {fd} is already waiting to {'write' if writing else 'read'} in coroutine {other[0]}; "
-            f"coroutine {cid} cannot use it at the same time"
-        )
-    loop = events.get_running_loop()
-    fut = loop.create_future()
-    if writing:
-        loop.add_writer(fd, _ready, fut)
-    else:
-        loop.add_reader(fd, _ready, fut)
-    timer = loop.call_later(timeout, _ready, fut, _TIMED_OUT) if timeout is not None else None
-    _waiting[key] = (cid, fut)
-    try:
-        return await_(fut) is not _TIMED_OUT
-    finally:
-        if _waiting.get(key, (0, None))[1] is fut:
-            del _waiting[key]
-        if writing:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)
-        if timer is not None:
-            timer.cancel()
+    error = claim_error(fd, writing)  # checked here too: no coroutine object is made for nothing
+    if error is not None:
+        raise error
+    return await_(wait_ready(fd, writing, timeout))
 
 
-def _wake_closed(fd: int) -> None:
-    """``fd`` is about to close: stop watching it and fail the coroutines waiting on it (EBADF)."""
-    for writing in (False, True):
-        entry = _waiting.pop((fd, writing), None)
-        if entry is None:
-            continue
-        fut = entry[1]
-        if not fut.done():
-            loop = fut.get_loop()
-            if writing:
-                loop.remove_writer(fd)
-            else:
-                loop.remove_reader(fd)
-            fut.set_exception(OSError(errno.EBADF, "socket closed while a coroutine waited on it"))
+def _ready(fut: Any) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class _Yield:
@@ -361,8 +313,8 @@ class HookedSocket(_orig_socket, metaclass=_AnySocket):
 
     def _real_close(self, *args: Any) -> None:
         fd = self.fileno()
-        if fd >= 0 and _waiting:
-            _wake_closed(fd)
+        if fd >= 0:
+            wake_closed(fd)
         super()._real_close(*args)  # type: ignore[misc]
 
     def accept(self) -> tuple[socket_module.socket, Any]:

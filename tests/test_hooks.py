@@ -314,7 +314,8 @@ def test_two_coroutines_on_one_socket_is_a_clear_error(caplog):
         a.close()
         b.close()
     assert len(errors) == 1
-    assert f"in coroutine {cids['first']}" in errors[0] and f"coroutine {cids['second']}" in errors[0]
+    assert f"bound to coroutine {cids['first']}" in errors[0]
+    assert f"in coroutine {cids['second']} at the same time" in errors[0]
 
 
 def test_closing_a_socket_wakes_the_coroutine_waiting_on_it():
