@@ -842,6 +842,11 @@ def test_frame_pack_compressed_reaches_peers_with_context_takeover() -> None:
     assert [only(peer.feed(shared)).data for peer in peers] == ["broadcast " * 20] * 2
 
 
+def test_frame_pack_never_compresses_fragments_or_control_frames() -> None:
+    assert not Frame.pack("part", OPCODE_TEXT, FLAG_COMPRESS)[0] & 0x40
+    assert not Frame.pack(b"ping", OPCODE_PING, FLAG_FIN | FLAG_COMPRESS)[0] & 0x40
+
+
 def test_fragmented_sending_rules() -> None:
     codec = server()
     with pytest.raises(ValueError):

@@ -103,9 +103,15 @@ class Frame:
 
     @staticmethod
     def pack(data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bytes:
-        """One unmasked (server) frame; ``FLAG_COMPRESS`` deflates it without context (RFC 7692)."""
+        """One unmasked (server) frame.
+
+        ``FLAG_COMPRESS`` deflates a whole (``FLAG_FIN``) text or binary message without context
+        (RFC 7692), so any peer that negotiated permessage-deflate with a 15-bit server window
+        can inflate it.
+        """
         payload = data.encode() if isinstance(data, str) else bytes(data)
-        compress = bool(flags & FLAG_COMPRESS) and opcode in (OPCODE_TEXT, OPCODE_BINARY)
+        whole_message = flags & FLAG_FIN and opcode in (OPCODE_TEXT, OPCODE_BINARY)
+        compress = bool(whole_message and flags & FLAG_COMPRESS)
         if compress:
             compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
             payload = (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
