@@ -22,10 +22,13 @@ def ftok(path: str, project: int | str) -> int:
     return sysv_ipc.ftok(path, project_id, silence_warning=True)
 
 
+# Resolved at import, before a daemon's chdir("/") could change what a relative argv[0] means.
+_SCRIPT = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+
+
 def script_key(project: int | str = 1) -> int | None:
     """``ftok(<the running script>, project)``, Swoole's default queue key; None when there is no script."""
-    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return ftok(script, project) if os.path.isfile(script) else None
+    return ftok(_SCRIPT, project) if os.path.isfile(_SCRIPT) else None
 
 
 class MessageQueue:
