@@ -3,7 +3,9 @@
  *
  * N connections, each with exactly one message in flight: send a message, wait for the whole
  * reply, check it, send the next one. Counts the round trips completed in a window of D seconds
- * that starts after a warm-up, and prints one JSON line on stdout.
+ * that starts after a warm-up, and prints one JSON line on stdout (total_msgs/total_seconds
+ * cover the warm-up too: with the server's CPU time over the same span they give its cost per
+ * message, a figure that other work on the machine disturbs far less than the rate).
  *
  * Modes:
  *   length  4-byte big-endian length prefix + payload; the reply must be the identical bytes.
@@ -107,6 +109,7 @@ static int setting_up = 1; /* set-up phase: a finished round trip makes the conn
 static int measuring;
 static int in_setup, next_conn, ready_count, alive;
 static uint64_t errors, connect_errors, msgs;
+static uint64_t total_msgs; /* round trips since the load started, warm-up included */
 static uint64_t hist[HIST_US + 1];
 static int delivered_count;          /* connections that received the current broadcast */
 static uint64_t first_rx_ns, last_rx_ns;
@@ -319,6 +322,7 @@ static void on_reply(struct conn *c) {
         mark_ready(c);
         return;
     }
+    total_msgs++;
     if (measuring) {
         uint64_t us = (now_ns() - c->t_send_ns) / 1000;
         hist[us < HIST_US ? us : HIST_US]++;
@@ -662,9 +666,10 @@ int main(int argc, char **argv) {
     double seconds = measuring ? (double)(now - t0) / 1e9 : 0.0;
     printf("{\"mode\":\"%s\",\"connections\":%d,\"connected\":%d,\"payload\":%zu,\"msgs\":%llu,"
            "\"seconds\":%.4f,\"msg_per_s\":%.1f,\"errors\":%llu,\"setup_errors\":%llu,\"p50_us\":%.0f,"
-           "\"p99_us\":%.0f}\n",
+           "\"p99_us\":%.0f,\"total_msgs\":%llu,\"total_seconds\":%.4f}\n",
            mode_names[opt.mode], opt.connections, ready_count, opt.payload, (unsigned long long)msgs, seconds,
            seconds > 0 ? (double)msgs / seconds : 0.0, (unsigned long long)(errors - errors_before),
-           (unsigned long long)(errors_before + connect_errors), percentile_us(0.5), percentile_us(0.99));
+           (unsigned long long)(errors_before + connect_errors), percentile_us(0.5), percentile_us(0.99),
+           (unsigned long long)total_msgs, (double)(now - start) / 1e9);
     return stop_flag ? 1 : 0;
 }

@@ -50,11 +50,23 @@ ECHO_CLIENT_SOURCE = BENCH_DIR / "echo_client.c"
 ECHO_CLIENT = OUT_DIR / "echo_client"
 
 _ALLOWED_CPUS = sorted(os.sched_getaffinity(0))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER_CPU = _ALLOWED_CPUS[0]
 # With a single CPU there is nothing to separate: both share it (figures then mean little).
 LOAD_CPU = _ALLOWED_CPUS[1] if len(_ALLOWED_CPUS) > 1 else _ALLOWED_CPUS[0]
 
 Sample = dict[str, float]
+
+# Scheduling priority (nice value) of servers and load generators; bench_session(nice=...) sets it.
+niceness = 0
+
+
+def pinned(cpu: int, command: Sequence[str]) -> list[str]:
+    """``command`` run on one CPU (and at the session's nice value)."""
+    prefix = ["taskset", "-c", str(cpu)]
+    if niceness:
+        prefix += ["nice", "-n", str(niceness)]
+    return [*prefix, *command]
 
 
 class BenchError(RuntimeError):
@@ -106,6 +118,7 @@ class ProcessInfo:
     cmdline: str
     rss_kib: int
     peak_rss_kib: int
+    cpu_seconds: float  # user + system time consumed so far
 
 
 def process_info(pid: int) -> ProcessInfo | None:
@@ -128,6 +141,7 @@ def process_info(pid: int) -> ProcessInfo | None:
         cmdline=cmdline,
         rss_kib=int(memory.get("VmRSS", 0)),
         peak_rss_kib=int(memory.get("VmHWM", 0)),
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
     )
 
 
@@ -221,7 +235,7 @@ class RunningServer:
         self.log_path = LOG_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', contender.name)}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(
-            ["taskset", "-c", str(SERVER_CPU), *contender.command],
+            pinned(SERVER_CPU, contender.command),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -280,6 +294,10 @@ class RunningServer:
 
     def workers(self) -> list[ProcessInfo]:
         return worker_processes(self.tree())
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) consumed so far by the live processes of the tree."""
+        return sum(p.cpu_seconds for p in self.tree())
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM the server's session and tree, SIGKILL whatever is left after ``grace`` seconds."""
@@ -367,7 +385,7 @@ def run_load(command: Sequence[str], timeout: float) -> str:
     """Run a load generator pinned to LOAD_CPU; return its stdout (BenchError on failure)."""
     try:
         result = subprocess.run(
-            ["taskset", "-c", str(LOAD_CPU), *command],
+            pinned(LOAD_CPU, command),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -382,7 +400,7 @@ def run_load(command: Sequence[str], timeout: float) -> str:
 
 
 def echo_load(
-    port: int,
+    target: int | RunningServer,
     *,
     host: str = "127.0.0.1",
     mode: str = "length",
@@ -392,15 +410,42 @@ def echo_load(
     warmup: float = 1.0,
     path: str = "/",
 ) -> dict[str, Any]:
-    """Run echo_client against an echo server; returns its JSON result (msg_per_s, errors, p50_us...)."""
+    """Run echo_client against an echo server; returns its JSON result (msg_per_s, errors, p50_us...).
+
+    ``target`` is a port, or a RunningServer: then the server's CPU time over the run is measured
+    too, adding ``server_us_per_msg`` (CPU cost per round trip, a figure that other work on the
+    machine disturbs far less than the rate) and ``server_cpu_share`` (below ~0.9: the server was
+    not the bottleneck, or something else ran on its CPU).
+    """
+    server, port = _target(target)
+    if server is not None:
+        host = server.contender.host
     client = build_echo_client()
     command = [str(client), "--mode", mode, "--host", host, "--port", str(port), "--path", path]
     command += ["-c", str(connections), "-s", str(payload), "-d", str(duration), "-w", str(warmup)]
+    cpu_before = server.cpu_seconds() if server else 0.0
     output = run_load(command, timeout=duration + warmup + 60)
     result = json.loads(output.strip().splitlines()[-1])
     if "error" in result:
         raise BenchError(f"echo_client: {result['error']} ({result})")
+    if server is not None:
+        _add_server_cost(
+            result, server.cpu_seconds() - cpu_before, result["total_msgs"], result["total_seconds"]
+        )
+        result["server_us_per_msg"] = result.pop("server_us_per_unit")
     return result
+
+
+def _target(target: int | RunningServer) -> tuple[RunningServer | None, int]:
+    if isinstance(target, RunningServer):
+        return target, target.contender.port
+    return None, target
+
+
+def _add_server_cost(result: dict[str, Any], cpu_seconds: float, units: float, seconds: float) -> None:
+    result["server_cpu_s"] = cpu_seconds
+    result["server_us_per_unit"] = cpu_seconds / units * 1e6 if units else float("nan")
+    result["server_cpu_share"] = cpu_seconds / seconds if seconds else float("nan")
 
 
 def broadcast_load(
@@ -453,7 +498,7 @@ class IdleConnections:
         client = build_echo_client()
         command = [str(client), "--mode", mode, "--host", host, "--port", str(port), "--path", path]
         command += ["-c", str(connections), "-s", str(payload), "--hold", "--setup-timeout", str(timeout)]
-        self.command = ["taskset", "-c", str(LOAD_CPU), *command]
+        self.command = pinned(LOAD_CPU, command)
         self.timeout = timeout
         self.ready: dict[str, Any] = {}
         self.process: subprocess.Popen[str] | None = None
@@ -533,10 +578,12 @@ def wrk_load(
     threads: int = 1,
     pipeline: int = 1,
     warmup: float = 1.0,
+    server: RunningServer | None = None,
 ) -> dict[str, Any]:
     """Run wrk (after a warm-up run of ``warmup`` seconds); returns requests_per_s, errors, p50_us, p99_us.
 
     The latency percentiles are None when wrk's histogram is inconsistent (it is with pipelining).
+    With ``server``, its CPU cost is added: ``server_us_per_request``, ``server_cpu_share``.
     """
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -558,8 +605,12 @@ def wrk_load(
 
     if warmup > 0:
         run(warmup)
+    cpu_before = server.cpu_seconds() if server else 0.0
     result = run(duration)
     seconds = result["duration_us"] / 1e6
+    if server is not None:
+        _add_server_cost(result, server.cpu_seconds() - cpu_before, result["requests"], seconds)
+        result["server_us_per_request"] = result.pop("server_us_per_unit")
     result["seconds"] = seconds
     result["requests_per_s"] = result["requests"] / seconds if seconds else 0.0
     result["errors"] = result["socket_errors"] + result["status_errors"]
@@ -729,7 +780,8 @@ def environment(
     lines = [
         f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} CPUs, Linux {platform.release()}; "
-        f"server pinned to CPU {SERVER_CPU}, load generator to CPU {LOAD_CPU}",
+        f"server pinned to CPU {SERVER_CPU}, load generator to CPU {LOAD_CPU}"
+        + (f", both at nice {niceness}" if niceness else ""),
         "- Software: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
     ]
     if parameters:
@@ -791,6 +843,12 @@ def bench_arguments(description: str, reps: int = 5, duration: float = 5.0) -> a
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per rep")
     parser.add_argument("--only", help="comma-separated contender names to run (default: all)")
     parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice value of servers and load generators (e.g. -10 on a busy machine)",
+    )
+    parser.add_argument(
         "--no-write", action="store_true", help="print the section instead of writing RESULTS.md"
     )
     return parser
@@ -807,8 +865,14 @@ def select(contenders: Sequence[Contender], only: str | None) -> list[Contender]
 
 
 @contextlib.contextmanager
-def bench_session() -> Iterator[None]:
-    """Set up a bench script's process (cleanup on signals, fd limit) and stop every server at the end."""
+def bench_session(nice: int = 0) -> Iterator[None]:
+    """Set up a bench script's process (cleanup on signals, fd limit) and stop every server at the end.
+
+    ``nice`` < 0 runs servers and load generators ahead of other work on a shared machine
+    (it needs root; every contender gets the same priority).
+    """
+    global niceness
+    niceness = nice
     install_cleanup()
     raise_nofile_limit()
     try:

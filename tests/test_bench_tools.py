@@ -82,13 +82,17 @@ def tampering_server(change_reply: bool) -> Iterator[int]:
 
 
 def test_echo_client_measures_length_framed_echo(echo_server: harness.RunningServer) -> None:
-    result = harness.echo_load(echo_server.contender.port, connections=8, duration=0.5, warmup=0.1)
+    result = harness.echo_load(echo_server, connections=8, duration=0.5, warmup=0.1)
     assert result["connected"] == 8
     assert result["errors"] == 0 and result["setup_errors"] == 0
     assert 0.45 < result["seconds"] < 1.0
     assert result["msgs"] > 500
     assert result["msg_per_s"] == pytest.approx(result["msgs"] / result["seconds"], rel=0.01)
     assert 0 < result["p50_us"] <= result["p99_us"]
+    assert result["total_msgs"] > result["msgs"] and result["total_seconds"] > result["seconds"]
+    # the server's CPU cost: a few µs per echo on any machine (clock ticks are 10 ms)
+    assert 0.2 < result["server_us_per_msg"] < 1000
+    assert 0.05 < result["server_cpu_share"] < 1.2
 
 
 def test_echo_client_handles_large_messages(echo_server: harness.RunningServer) -> None:
