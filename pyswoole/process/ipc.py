@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import socket
 import struct
 from collections.abc import Callable
@@ -31,8 +32,10 @@ MORE = 1
 CHUNK = 60 * 1024
 BUFFER_SIZE = 8 * 1024 * 1024
 
-Handler = Callable[[int, int, bytes], None]
-"""``handler(kind, sender_pid, payload)``."""
+Handler = Callable[[int, int, bytes, list[int]], None]
+"""``handler(kind, sender_pid, payload, fds)``; ``fds`` holds descriptors passed with SCM_RIGHTS."""
+
+_FDS_SPACE = socket.CMSG_SPACE(16 * 4)
 
 
 def mailbox_address(namespace: str, pid: int) -> bytes:
@@ -57,6 +60,22 @@ class _Peer:
         self.writing = False
 
 
+class _WithFds(list):
+    """A datagram (list of buffers) that carries descriptors."""
+
+    fds: list[int]
+
+    def __init__(self, parts: list, fds: list[int]):
+        super().__init__(parts)
+        self.fds = fds
+
+    def close_fds(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
 class Mailbox:
     """This process's end of the IPC: receive with a handler, send to any pid of the same server."""
 
@@ -71,6 +90,7 @@ class Mailbox:
         _set_buffers(self.sock, buffer_size)
         self._peers: dict[int, _Peer] = {}
         self._partial: dict[int, list[bytes]] = {}
+        self._partial_fds: dict[int, list[int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- receiving -----------------------------------------------------------------------------
@@ -79,33 +99,54 @@ class Mailbox:
         self._loop = loop
         loop.add_reader(self.sock.fileno(), self._on_readable)
 
+    def _recv(self) -> tuple[bytes, list[int]]:
+        datagram, ancillary, _, _ = self.sock.recvmsg(CHUNK + HEADER.size, _FDS_SPACE)
+        fds: list[int] = []
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(struct.unpack(f"{len(data) // 4}i", data[: len(data) - len(data) % 4]))
+        return datagram, fds
+
     def _on_readable(self) -> None:
-        recv = self.sock.recv
         for _ in range(256):
             try:
-                datagram = recv(CHUNK + HEADER.size)
+                datagram, fds = self._recv()
             except (BlockingIOError, InterruptedError):
                 return
-            self._accept(datagram)
+            self._accept(datagram, fds)
 
-    def receive(self, timeout: float | None = None) -> tuple[int, int, bytes] | None:
-        """Blocking receive of one whole message, for processes without an event loop."""
+    def receive(self, timeout: float | None = None) -> tuple[int, int, bytes, list[int]] | None:
+        """Blocking receive of one whole message, for code that cannot wait on the event loop."""
         self.sock.settimeout(timeout)
         try:
             while True:
                 try:
-                    datagram = self.sock.recv(CHUNK + HEADER.size)
+                    datagram, fds = self._recv()
                 except (TimeoutError, BlockingIOError):
                     return None
-                message = self._join(datagram)
+                message = self._join(datagram, fds)
                 if message is not None:
                     return message
         finally:
             self.sock.setblocking(False)
 
-    def _join(self, datagram: bytes) -> tuple[int, int, bytes] | None:
+    def pending(self) -> list[tuple[int, int, bytes, list[int]]]:
+        """Every whole message already queued, without waiting."""
+        messages = []
+        while True:
+            try:
+                datagram, fds = self._recv()
+            except (BlockingIOError, InterruptedError):
+                return messages
+            message = self._join(datagram, fds)
+            if message is not None:
+                messages.append(message)
+
+    def _join(self, datagram: bytes, fds: list[int]) -> tuple[int, int, bytes, list[int]] | None:
         kind, flags, sender = HEADER.unpack_from(datagram)
         payload = datagram[HEADER.size :]
+        if fds:
+            self._partial_fds.setdefault(sender, []).extend(fds)
         if flags & MORE:
             self._partial.setdefault(sender, []).append(payload)
             return None
@@ -113,10 +154,10 @@ class Mailbox:
         if parts is not None:
             parts.append(payload)
             payload = b"".join(parts)
-        return kind, sender, payload
+        return kind, sender, payload, self._partial_fds.pop(sender, [])
 
-    def _accept(self, datagram: bytes) -> None:
-        message = self._join(datagram)
+    def _accept(self, datagram: bytes, fds: list[int]) -> None:
+        message = self._join(datagram, fds)
         if message is None or self.handler is None:
             return
         try:
@@ -125,8 +166,12 @@ class Mailbox:
             log.exception("IPC message of kind %d from pid %d could not be handled", message[0], message[1])
 
     # -- sending -------------------------------------------------------------------------------
-    def send(self, pid: int, kind: int, *payload: bytes | memoryview) -> bool:
-        """Queue one message for process ``pid``; False if that process has no mailbox."""
+    def send(self, pid: int, kind: int, *payload: bytes | memoryview, fds: tuple[int, ...] = ()) -> bool:
+        """Queue one message for process ``pid``; False if that process has no mailbox.
+
+        ``fds`` are passed along (SCM_RIGHTS) with the first datagram; they are duplicated at
+        once, so the caller may close its own copies when ``send`` returns.
+        """
         peer = self._peers.get(pid)
         if peer is None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -148,6 +193,8 @@ class Mailbox:
                 [HEADER.pack(kind, MORE if i < last else 0, self.pid), data[i * CHUNK : (i + 1) * CHUNK]]
                 for i in range(last + 1)
             ]
+        if fds:
+            datagrams[0] = _WithFds(datagrams[0], [os.dup(fd) for fd in fds])
         peer.outbox.extend(datagrams)
         return self._flush(pid, peer)
 
@@ -156,14 +203,15 @@ class Mailbox:
         sendmsg = peer.sock.sendmsg
         while outbox:
             try:
-                sendmsg(outbox[0])
+                head = outbox[0]
+                if type(head) is _WithFds:
+                    sendmsg(head, [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(head.fds)}i", *head.fds))])
+                    head.close_fds()
+                else:
+                    sendmsg(head)
             except (BlockingIOError, InterruptedError):
-                if self._loop is None:  # no loop to wait with: wait here
-                    peer.sock.setblocking(True)
-                    try:
-                        sendmsg(outbox.popleft())
-                    finally:
-                        peer.sock.setblocking(False)
+                if self._loop is None:  # no loop to wait with: wait here until the peer drains
+                    select.select([], [peer.sock], [], 1.0)
                     continue
                 if not peer.writing:
                     peer.writing = True
@@ -190,8 +238,13 @@ class Mailbox:
         """Drop the connection to ``pid`` (it exited) and whatever was waiting for it."""
         peer = self._peers.pop(pid, None)
         self._partial.pop(pid, None)
+        for fd in self._partial_fds.pop(pid, []):
+            os.close(fd)
         if peer is None:
             return
+        for datagram in peer.outbox:
+            if type(datagram) is _WithFds:
+                datagram.close_fds()
         if peer.writing and self._loop is not None:
             self._loop.remove_writer(peer.sock.fileno())
         peer.sock.close()

@@ -256,7 +256,7 @@ class Worker:
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         return self.mailbox.send(row["pid"], MSG_PIPE, WORKER_ID.pack(self.worker_id), data)
 
-    def _on_message(self, kind: int, sender: int, payload: bytes) -> None:
+    def _on_message(self, kind: int, sender: int, payload: bytes, fds: list[int]) -> None:
         if kind == MSG_SEND:
             fd = FD.unpack_from(payload)[0]
             conn = self.connections.get(fd)
