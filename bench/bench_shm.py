@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import re
 import socket
 import sys
 import time
@@ -35,7 +36,6 @@ from harness import (
     markdown_table,
     medians,
     spread,
-    write_section,
 )
 
 from pyswoole.shm import Table
@@ -286,7 +286,7 @@ def main() -> None:
         print(body)
     else:
         RESULTS.parent.mkdir(exist_ok=True)
-        write_section("shm", body, path=RESULTS)
+        RESULTS.write_text(body)
         log(f"wrote {RESULTS}")
 
 
@@ -299,7 +299,7 @@ def report(samples: dict[str, list[dict[str, float]]], args) -> str:
             one = figures[f"{op}/1"]
             worst = spread([s[f"{op}/1"] for s in samples[name]])
             two = figures.get(f"{op}/2")
-            vs_table = f"{one / table_rates[f'{op}/1']:.3f}x" if table_rates else "-"
+            vs_table = f"{table_rates[f'{op}/1'] / one:,.2f}x" if table_rates else "-"
             exact = "-"
             if op == "incr" and two is not None:
                 exact = "yes" if figures["lost"] == 0 else f"no ({figures['lost']:.1%} lost)"
@@ -321,7 +321,7 @@ def report(samples: dict[str, list[dict[str, float]]], args) -> str:
             "ops/s, 1 process",
             "spread",
             "ops/s, 2 processes (total)",
-            "1-process vs Table",
+            "Table ÷ this, 1 process",
             "2-process incr exact",
         ],
         rows,
@@ -332,11 +332,13 @@ def report(samples: dict[str, list[dict[str, float]]], args) -> str:
         "seconds per measurement": args.duration,
         "warm-up seconds": args.warmup,
         "row": "{id: int, name: str(64), score: float}",
+        "load average at the end": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "Table(1024) memory": f"{memory['memory_size']:,} bytes ({memory['memory_size'] / memory['size']:.0f} per row)",
     }
     env = environment(
         packages=["redis", "hiredis"], tools=[["redis-server", "--version"]], parameters=parameters
     )
+    env = re.sub(r"; server pinned to .*$", "", env, flags=re.MULTILINE)  # placement: see the notes
     notes = (
         "One measuring process is not pinned, two are pinned one per CPU; servers are not pinned. On this VM a request/response round trip between two CPUs costs several times "
         "one on a single CPU (redis-py `get`: about 5,300/s with client and server on different CPUs, "
@@ -346,7 +348,11 @@ def report(samples: dict[str, list[dict[str, float]]], args) -> str:
         "compares the counter with the increments made: Manager().dict() loses updates without an extra lock. "
         "With two processes, Table `set`/`incr` on one row contend for the table's write lock and its cache line."
     )
-    return f"## Shared memory: Table vs Manager().dict() vs redis vs dict\n\n{env}\n\n{table}\n\n{notes}\n"
+    return (
+        "# Shared memory: Table vs Manager().dict() vs redis vs dict\n\n"
+        "Written by `python3 bench/bench_shm.py` (see its docstring); rerun it to refresh.\n\n"
+        f"{env}\n\n{table}\n\n{notes}\n"
+    )
 
 
 if __name__ == "__main__":
