@@ -304,6 +304,32 @@ def test_slow_reader_gets_every_message_in_order() -> None:
     run(body())
 
 
+def test_send_waits_while_the_server_does_not_read() -> None:
+    total = 8 * 1_000_000
+
+    async def late_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.5)
+        codec, received = WebSocketCodec(max_message_size=total), 0
+        while received < total:
+            received += sum(len(frame.data) for frame in codec.feed(await reader.read(1 << 20)))
+        writer.write(codec.encode(str(received)))
+        await read_close_code(reader)
+
+    async def body() -> None:
+        async with raw_server(late_reader) as url:
+            ws = await connect(url, compression=False)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for _ in range(8):
+                await ws.send(bytes(1_000_000))
+                assert ws._transport.get_write_buffer_size() <= 100_000  # at most the high-water mark
+            assert loop.time() - start > 0.3  # held back until the server read
+            assert await ws.recv() == str(total)
+            await ws.close()
+
+    run(body())
+
+
 # ---- interop with a wsproto server -----------------------------------------------------------
 
 
