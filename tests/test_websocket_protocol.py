@@ -546,7 +546,7 @@ def test_invalid_utf8_inside_compressed_text() -> None:
 def test_round_trip_both_ways_over_many_messages(params: DeflateParams) -> None:
     client = WebSocketCodec(client=True, deflate=params)
     server_side = server(deflate=params)
-    messages = [f"message {i}: " + "repeated text " * (i % 7) for i in range(40)] + ["ü" * 5000]
+    messages = ["", *(f"message {i}: " + "repeated text " * (i % 7) for i in range(40)), "", "ü" * 5000]
     for text in messages:
         wire = client.encode(text, OPCODE_TEXT, FLAG_FIN | FLAG_COMPRESS)
         assert wire[0] & 0x40
