@@ -98,7 +98,7 @@ def test_echo_client_measures_length_framed_echo(echo_server: harness.RunningSer
 def test_echo_client_handles_large_messages(echo_server: harness.RunningServer) -> None:
     # 200 KB messages arrive in many segments on both sides.
     result = harness.echo_load(
-        echo_server.contender.port, connections=2, payload=200_000, duration=0.5, warmup=0
+        echo_server.contender.port, connections=2, payload=200_000, duration=0.3, warmup=0
     )
     assert result["errors"] == 0 and result["msgs"] > 10
 
@@ -282,7 +282,13 @@ def test_server_that_dies_at_start_is_reported() -> None:
 
 def test_alternate_runs_contenders_in_turn_and_medians(echo_server: harness.RunningServer) -> None:
     order = []
-    contenders = [python_contender(name, BENCH_DIR / "bare_uvloop_echo.py") for name in ("a", "b")]
+    listen = (
+        "import socket, sys, time; s = socket.create_server(('127.0.0.1', int(sys.argv[1]))); time.sleep(60)"
+    )
+    contenders = []
+    for name in ("a", "b"):
+        port = free_port()
+        contenders.append(Contender(name, [sys.executable, "-S", "-c", listen, str(port)], port))
 
     def measure(server: harness.RunningServer) -> harness.Sample:
         order.append(server.contender.name)
