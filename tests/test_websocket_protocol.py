@@ -630,6 +630,14 @@ def test_server_negotiation_imposes_its_own_settings() -> None:
     )
 
 
+def test_server_limits_the_client_window_only_when_the_client_supports_it() -> None:
+    settings = DeflateParams(client_max_window_bits=10)
+    supported = negotiate_deflate("permessage-deflate; client_max_window_bits", settings)
+    assert supported is not None and supported.header() == "permessage-deflate; client_max_window_bits=10"
+    unsupported = negotiate_deflate("permessage-deflate", settings)
+    assert unsupported is not None and unsupported.client_max_window_bits == 15
+
+
 @pytest.mark.parametrize(
     "answer",
     [
