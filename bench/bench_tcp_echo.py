@@ -73,7 +73,7 @@ def main() -> None:
             sample["worker_kib_per_conn"] = worker_growth / idle["connected"]
         return sample
 
-    with harness.bench_session(nice=args.nice):
+    with harness.bench_session(nice=args.nice, revision=args.revision):
         samples = harness.alternate(chosen, args.reps, measure)
     harness.publish("tcp_echo", report(samples, args, workers), args.no_write)
 

@@ -59,6 +59,8 @@ Sample = dict[str, float]
 
 # Scheduling priority (nice value) of servers and load generators; bench_session(nice=...) sets it.
 niceness = 0
+# Where servers import pyswoole from: the working tree, or an exported commit (bench_session(revision=...)).
+pyswoole_source = REPO_DIR
 
 
 def pinned(cpu: int, command: Sequence[str]) -> list[str]:
@@ -240,7 +242,7 @@ class RunningServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=_server_environment(contender.env),
-            cwd=REPO_DIR,
+            cwd=pyswoole_source,
             start_new_session=True,
         )
         self.pid = self.process.pid
@@ -345,9 +347,45 @@ class RunningServer:
 
 
 def _server_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a server: this one, the working tree's pyswoole first on the path, ``extra``."""
+    """The environment of a server: this one, the pyswoole measured first on the path, ``extra``."""
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{REPO_DIR}{os.pathsep}{path}" if path else str(REPO_DIR), **extra}
+    source = str(pyswoole_source)
+    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source, **extra}
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+def export_revision(revision: str) -> Path:
+    """A copy of the repository at ``revision`` (git archive) with its C extensions built in place.
+
+    Benchmarks then measure committed code, not whatever is being edited in the working tree.
+    """
+    commit = _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    if not commit:
+        raise BenchError(f"unknown git revision {revision!r}")
+    target = OUT_DIR / f"src-{commit[:12]}"
+    if target.exists():
+        return target
+    staging = OUT_DIR / f"src-{commit[:12]}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO_DIR), "archive", commit], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(staging)], input=archive.stdout, check=True)
+    if (staging / "setup.py").exists():
+        build = subprocess.run(
+            [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+            cwd=staging,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if build.returncode != 0:
+            raise BenchError(f"building the C extensions of {commit[:12]} failed:\n{build.stderr[-2000:]}")
+    staging.rename(target)
+    return target
 
 
 def _is_zombie(pid: int) -> bool:
@@ -751,21 +789,13 @@ def tool_version(command: Sequence[str]) -> str:
 
 
 def source_revision() -> str:
-    """The git commit of the working tree measured, marked "+ local changes" when it differs."""
-    head = subprocess.run(
-        ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    """The git commit of the pyswoole measured; "+ local changes" when the working tree differs from it."""
+    if pyswoole_source != REPO_DIR:
+        return pyswoole_source.name.removeprefix("src-")
+    head = _git("rev-parse", "--short=12", "HEAD")
     if not head:
         return "unknown"
-    changed = subprocess.run(
-        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no", "--", "pyswoole"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    changed = _git("status", "--porcelain", "--", "pyswoole")
     return f"{head} + local changes" if changed else head
 
 
@@ -843,6 +873,10 @@ def bench_arguments(description: str, reps: int = 5, duration: float = 5.0) -> a
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per rep")
     parser.add_argument("--only", help="comma-separated contender names to run (default: all)")
     parser.add_argument(
+        "--revision",
+        help="measure pyswoole as committed at this git revision (e.g. HEAD), not the working tree",
+    )
+    parser.add_argument(
         "--nice",
         type=int,
         default=0,
@@ -865,14 +899,16 @@ def select(contenders: Sequence[Contender], only: str | None) -> list[Contender]
 
 
 @contextlib.contextmanager
-def bench_session(nice: int = 0) -> Iterator[None]:
+def bench_session(nice: int = 0, revision: str | None = None) -> Iterator[None]:
     """Set up a bench script's process (cleanup on signals, fd limit) and stop every server at the end.
 
     ``nice`` < 0 runs servers and load generators ahead of other work on a shared machine
-    (it needs root; every contender gets the same priority).
+    (it needs root; every contender gets the same priority). ``revision``: measure pyswoole as
+    committed there (see export_revision) instead of the working tree.
     """
-    global niceness
+    global niceness, pyswoole_source
     niceness = nice
+    pyswoole_source = export_revision(revision) if revision else REPO_DIR
     install_cleanup()
     raise_nofile_limit()
     try:
