@@ -74,6 +74,7 @@ class Supervisor:
         self._pending_respawn: list[tuple[float, ChildGroup, int]] = []
         self._wakeup_r = self._wakeup_w = -1
         self._previous_handlers: dict[int, object] = {}
+        self._watched: dict[int, Callable[[], None]] = {}
         self.pid = os.getpid()
 
     # -- configuration -------------------------------------------------------------------------
@@ -88,6 +89,10 @@ class Supervisor:
         group = ChildGroup(name, count, target, reload_signal)
         self.groups[name] = group
         return group
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` from the supervision loop whenever ``fd`` is readable."""
+        self._watched[fd] = callback
 
     # -- queries ---------------------------------------------------------------------------------
     def pid_of(self, group: str, child_id: int) -> int | None:
@@ -282,6 +287,7 @@ class Supervisor:
                 os.close(fd)
 
     def _reset_signals_in_child(self) -> None:
+        self._watched.clear()
         signal.set_wakeup_fd(-1)
         for signo in self.SIGNALS:
             signal.signal(signo, signal.SIG_DFL)
@@ -291,10 +297,17 @@ class Supervisor:
 
     def _wait_for_signals(self, timeout: float) -> list[int]:
         try:
-            ready, _, _ = select.select([self._wakeup_r], [], [], timeout)
+            ready, _, _ = select.select([self._wakeup_r, *self._watched], [], [], timeout)
         except InterruptedError:
             ready = [self._wakeup_r]
-        if not ready:
+        for fd in ready:
+            callback = self._watched.get(fd)
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("supervisor: handler of descriptor %d failed", fd)
+        if self._wakeup_r not in ready:
             return []
         try:
             data = os.read(self._wakeup_r, 512)

@@ -56,6 +56,7 @@ class Registry:
         self.last_fd = AtomicLong(0)
         self.accept_count = AtomicLong(0)
         self.close_count = AtomicLong(0)
+        self.tasks_queued = AtomicLong(0)
         self.start_time = int(time.time())
         self.connections = _table(max_conn, _CONNECTION_COLUMNS)
         self.workers = _table(max(worker_slots, 1), _WORKER_COLUMNS)

@@ -23,6 +23,7 @@ from pyswoole.server import settings as settings_module
 from pyswoole.server.connection import StreamConnection
 from pyswoole.server.port import PORT_EVENTS, Port
 from pyswoole.server.registry import Registry
+from pyswoole.server.tasks import TaskDispatcher, TaskError, TaskWorker, caller_is_coroutine
 from pyswoole.server.worker import FD, FD_FLAG, MSG_CLOSE, MSG_PAUSE, MSG_RESUME, MSG_SEND, Worker
 from pyswoole.timer import Timer
 
@@ -45,6 +46,8 @@ EVENTS: dict[str, int] = {
     "pipe_message": 3,
     "buffer_full": 2,
     "buffer_empty": 2,
+    "task": 4,  # or 2 with task_enable_coroutine: (server, task)
+    "finish": 3,
 }
 
 
@@ -59,6 +62,14 @@ def _check_arity(event: str, callback: Callable[..., Any], count: int) -> None:
         raise TypeError(
             f"callback for {event!r} must accept {count} positional arguments, {callback!r} has signature {signature}"
         ) from None
+
+
+def _takes(callback: Callable[..., Any], count: int) -> bool:
+    try:
+        inspect.signature(callback).bind(*range(count))
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def call_blocking(callback: Callable[..., Any] | None, *args: Any) -> None:
@@ -100,6 +111,9 @@ class Server:
         self._registry: Registry | None = None
         self._worker: Worker | None = None
         self._supervisor: Supervisor | None = None
+        self._task_dispatcher: TaskDispatcher | None = None
+        self._task_worker: TaskWorker | None = None
+        self.taskworker = False
         self._namespace = ""
         self._started = False
 
@@ -134,7 +148,7 @@ class Server:
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             if not callable(fn):
                 raise TypeError(f"callback for {name!r} must be callable, not {type(fn).__name__}")
-            _check_arity(name, fn, self.EVENTS[name])
+            _check_arity(name, fn, 2 if name == "task" and _takes(fn, 2) else self.EVENTS[name])
             table[name] = fn
             return fn
 
@@ -170,11 +184,15 @@ class Server:
         self.master_pid = self.manager_pid = os.getpid()
         self._namespace = f"{self.master_pid}.{secrets.token_hex(4)}"
         worker_num = self.setting["worker_num"]
-        self._registry = Registry(self.setting["max_conn"], worker_num)
+        task_worker_num = self.setting["task_worker_num"]
+        self._registry = Registry(self.setting["max_conn"], worker_num + task_worker_num)
         setproctitle.setproctitle("pyswoole: master")
         call_blocking(self.callbacks.get("start"), self)
         supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
         supervisor.add_group("worker", worker_num, self._run_worker)
+        if task_worker_num:
+            supervisor.add_group("task", task_worker_num, self._run_task_worker, reload_signal=signal.SIGUSR2)
+            self._task_dispatcher = TaskDispatcher(self, supervisor)
         call_blocking(self.callbacks.get("manager_start"), self)
         try:
             supervisor.run()
@@ -194,9 +212,24 @@ class Server:
         self._worker = Worker(self, worker_id)
         return self._worker.run()
 
+    def _run_task_worker(self, task_worker_id: int) -> int:
+        setproctitle.setproctitle(f"pyswoole: task {task_worker_id}")
+        self.taskworker = True
+        self.worker_id = self.setting["worker_num"] + task_worker_id
+        self.worker_pid = os.getpid()
+        self._supervisor = None
+        self._task_dispatcher = None
+        self._task_worker = TaskWorker(self, task_worker_id)
+        return self._task_worker.run()
+
     def _child_exited(self, child: Child, code: int, signo: int) -> None:
+        worker_id = child.id
+        if child.group.name == "task":
+            worker_id += self.setting["worker_num"]
+            if self._task_dispatcher is not None:
+                self._task_dispatcher.task_worker_exited(child, code, signo)
         if code or signo:
-            call_blocking(self.callbacks.get("worker_error"), self, child.id, child.pid, code, signo)
+            call_blocking(self.callbacks.get("worker_error"), self, worker_id, child.pid, code, signo)
 
     # -- life cycle verbs -----------------------------------------------------------------------
     def shutdown(self) -> bool:
@@ -348,6 +381,80 @@ class Server:
             "workers": workers,
         }
 
+    # -- tasks ---------------------------------------------------------------------------------
+    def task(self, data: Any, dst_worker_id: int = -1, callback: Callable[..., Any] | None = None) -> int | bool:
+        """Queue ``data`` for a task worker; returns the task id at once (False if refused).
+
+        The result comes back to ``callback(server, task_id, result)`` or the ``finish`` event;
+        a task whose task worker died delivers a ``TaskError`` there.
+        """
+        client = self._task_client()
+        task_id = client.send(data, dst_worker_id)
+        if callback is not None and task_id is not False:
+            client.callbacks[task_id] = callback  # type: ignore[index]
+        return task_id
+
+    def taskwait(self, data: Any, timeout: float = 0.5, dst_worker_id: int = -1) -> Any:
+        """Run a task and wait for its result: blocking when called from a plain function, an
+        awaitable when called from an ``async def``. False on timeout; ``TaskError`` if it failed."""
+        if caller_is_coroutine():
+            return self._taskwait_async(data, timeout, dst_worker_id)
+        client = self._task_client()
+        task_id = client.send(data, dst_worker_id)
+        if task_id is False:
+            return False
+        return _raise_failed(client.wait_blocking([task_id], timeout).get(task_id, False))
+
+    async def _taskwait_async(self, data: Any, timeout: float, dst_worker_id: int) -> Any:
+        client = self._task_client()
+        task_id = client.send(data, dst_worker_id)
+        if task_id is False:
+            return False
+        return _raise_failed((await client.wait_async([task_id], timeout)).get(task_id, False))
+
+    def task_wait_multi(self, tasks: list[Any], timeout: float = 0.5) -> Any:
+        """Run several tasks concurrently; ``{index: result}`` of those that finished in time
+        (blocking from a plain function, awaitable from an ``async def``)."""
+        client = self._task_client()
+        ids = [client.send(data) for data in tasks]
+        sent = [task_id for task_id in ids if task_id is not False]
+
+        def collect(results: dict[int, Any]) -> dict[int, Any]:
+            return {i: results[t] for i, t in enumerate(ids) if t is not False and t in results}
+
+        if caller_is_coroutine():
+
+            async def waiting() -> dict[int, Any]:
+                return collect(await client.wait_async(sent, timeout))
+
+            return waiting()
+        return collect(client.wait_blocking(sent, timeout))
+
+    taskWaitMulti = task_wait_multi
+
+    async def task_co(self, tasks: list[Any], timeout: float = 0.5) -> list[Any]:
+        """Run several tasks concurrently; results in order, ``False`` for failed or late ones."""
+        client = self._task_client()
+        ids = [client.send(data) for data in tasks]
+        results = await client.wait_async([t for t in ids if t is not False], timeout)
+        return [
+            False if t is False or isinstance(results.get(t, False), TaskError) else results.get(t, False) for t in ids
+        ]
+
+    taskCo = task_co
+
+    def finish(self, result: Any) -> bool:
+        """In a task worker: send ``result`` to the dispatching worker now."""
+        if self._task_worker is None:
+            raise RuntimeError("finish() is available in task workers only")
+        return self._task_worker.finish(result)
+
+    def _task_client(self) -> Any:
+        worker = self._require_worker()
+        if not self.setting["task_worker_num"]:
+            raise RuntimeError("tasks need task_worker_num > 0")
+        return worker.tasks
+
     # -- timers --------------------------------------------------------------------------------
     def tick(self, ms: int | float, callback: Callable[..., Any], *args: Any) -> int:
         return Timer.tick(ms, callback, *args)
@@ -366,3 +473,7 @@ class Server:
         return self._worker
 
 
+def _raise_failed(result: Any) -> Any:
+    if isinstance(result, TaskError):
+        raise result
+    return result

@@ -55,7 +55,10 @@ SETTINGS: dict[str, Setting] = {
     "max_request": Setting(INT, 0, _not_negative),
     "max_wait_time": Setting(NUMBER, 3.0, _not_negative),
     "enable_coroutine": Setting(BOOL, True),
-    "enable_reuse_port": Setting(BOOL, False),
+    "task_worker_num": Setting(INT, 0, _not_negative),
+    "task_enable_coroutine": Setting(BOOL, False),
+    "task_max_request": Setting(INT, 0, _not_negative),
+    "task_queue_size": Setting(INT, 100_000, _positive),
     # connections
     "max_conn": Setting(INT, None, _positive),
     "backlog": Setting(INT, 511, _positive),

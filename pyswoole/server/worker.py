@@ -22,6 +22,7 @@ from pyswoole.constants import WORKER_BUSY, WORKER_EXIT, WORKER_IDLE
 from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
 from pyswoole.server.connection import DatagramEndpoint, StreamConnection
+from pyswoole.server.tasks import MSG_FINISH, TaskClient
 from pyswoole.timer import Timer
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Worker:
         self.clock = int(time.time())
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mailbox: Mailbox | None = None
+        self.tasks: TaskClient | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self._stopping = False
         self._stopped: asyncio.Future | None = None
@@ -88,6 +90,7 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.mailbox = Mailbox(self.server._namespace, self._on_message)
         self.mailbox.attach(loop)
+        self.tasks = TaskClient(self.server, self.mailbox, self.worker_id)
         self.registry.set_worker(
             self.worker_id, pid=os.getpid(), status=WORKER_IDLE, start_time=int(time.time()), request_count=0
         )
@@ -257,7 +260,9 @@ class Worker:
         return self.mailbox.send(row["pid"], MSG_PIPE, WORKER_ID.pack(self.worker_id), data)
 
     def _on_message(self, kind: int, sender: int, payload: bytes, fds: list[int]) -> None:
-        if kind == MSG_SEND:
+        if kind == MSG_FINISH:
+            self.tasks.on_finish(payload)  # type: ignore[union-attr]
+        elif kind == MSG_SEND:
             fd = FD.unpack_from(payload)[0]
             conn = self.connections.get(fd)
             if conn is not None:

@@ -1,0 +1,64 @@
+"""Task workers with real processes: results routed home, failures reported, nothing lost."""
+
+import json
+import socket
+
+from helpers import APPS, free_port, port_open, recv_until
+
+APP = APPS / "task_server.py"
+
+
+def start(run_server, settings=None):
+    port = free_port()
+    argv = [APP, port] + ([json.dumps(settings)] if settings else [])
+    server = run_server(argv, ready=lambda: port_open(port))
+    server.port = port
+    return server
+
+
+def ask(port, command, timeout=10.0, until=None):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(command)
+        return recv_until(sock, until or (lambda d: len(d) > 0), timeout=timeout)
+
+
+def test_task_finish_taskwait_multi_and_co(run_server):
+    server = start(run_server)
+    assert ask(server.port, b"echo hi") == b"0"
+    out = server.wait_output("finish")
+    assert "'echo': 'hi'" in out
+    assert json.loads(ask(server.port, b"wait blocking"))["echo"] == "blocking"
+    assert json.loads(ask(server.port, b"await coro"))["echo"] == "coro"
+    assert json.loads(ask(server.port, b"multi 4")) == [0, 1, 2, 3]
+    # task_co: results in order, the one that outlives the timeout is False
+    assert json.loads(ask(server.port, b"co 3")) == [0, 1, 2, False]
+
+
+def test_crashing_and_raising_tasks_are_reported(run_server):
+    server = start(run_server)
+    reply = ask(server.port, b"crash").decode()
+    assert reply.startswith("TaskError") and "died with code 3" in reply
+    server.wait_output("worker_error")
+    assert "ValueError: task failed on purpose" in ask(server.port, b"raise").decode()
+    # the respawned task worker serves again
+    assert json.loads(ask(server.port, b"wait again"))["echo"] == "again"
+
+
+def test_ten_thousand_tasks_none_lost_results_to_the_right_worker(run_server):
+    server = start(run_server)
+    assert ask(server.port, b"flood 10000", timeout=60, until=lambda d: d.startswith(b"flood_done")) == b"flood_done 10000"
+    assert "AssertionError" not in server.output()
+
+
+def test_large_payload_round_trip(run_server):
+    server = start(run_server)
+    assert json.loads(ask(server.port, b"big 64", timeout=60)) == [64 * 1024 * 1024, True]
+
+
+def test_queue_bound_refuses_instead_of_dropping(run_server):
+    server = start(run_server, {"task_worker_num": 1, "task_queue_size": 2})
+    assert ask(server.port, b"slow 1") == b"0"
+    assert ask(server.port, b"slow 0.1") in (b"0", b"1")
+    replies = [ask(server.port, b"slow 0.1") for _ in range(3)]
+    assert b"False" in replies
+    assert "task refused" in server.output()
