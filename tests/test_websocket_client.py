@@ -8,7 +8,10 @@ handshake with the codec's helpers and then write whatever bytes the test needs.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
 import struct
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -326,6 +329,40 @@ def test_send_waits_while_the_server_does_not_read() -> None:
             assert loop.time() - start > 0.3  # held back until the server read
             assert await ws.recv() == str(total)
             await ws.close()
+
+    run(body())
+
+
+@pytest.fixture
+def tls_context(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server context, client context) for a throwaway self-signed certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    options = "-x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost"
+    subject = "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    subprocess.run(
+        ["openssl", "req", *options.split(), "-addext", subject, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    return server, ssl.create_default_context(cafile=str(cert))
+
+
+def test_wss_with_certificate_verification(tls_context: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_context, client_context = tls_context
+
+    async def body() -> None:
+        async with serve(echo, "127.0.0.1", 0, ssl=server_context) as server:
+            url = f"wss://localhost:{server.sockets[0].getsockname()[1]}/"
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await connect(url)  # the system's trust store does not know the certificate
+            async with await connect(url, ssl=client_context) as ws:
+                await ws.send("over TLS")
+                assert await ws.recv() == "over TLS"
 
     run(body())
 
