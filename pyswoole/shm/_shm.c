@@ -127,8 +127,8 @@ typedef struct {
 } row_header;
 
 typedef struct {
-    pthread_mutex_t lock;
-    uint32_t epoch; /* odd while the index is rebuilt */
+    uint32_t epoch; /* odd while the index is rebuilt; read by every reader, so alone on its line */
+    _Alignas(64) pthread_mutex_t lock;
     uint32_t count;
     uint32_t tombstones;
     uint32_t free_top;
