@@ -151,7 +151,8 @@ class ConnectionPool(Generic[T]):
         self._closed_count = 0
         self._timeouts = 0
         self._closed = False
-        self._maintainer: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.TimerHandle | None = None
+        self._filling: asyncio.Task[None] | None = None
         _live_pools.add(self)
 
     def __repr__(self) -> str:
@@ -175,8 +176,8 @@ class ConnectionPool(Generic[T]):
         """
         if self._closed:
             raise PoolClosedError("connection pool is closed")
-        if self._maintainer is None:
-            self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
+        if self._maintenance is None:
+            self._maintain()
         deadline = None
         while True:
             idle = self._idle
@@ -228,9 +229,9 @@ class ConnectionPool(Generic[T]):
     async def close(self) -> None:
         """Close the idle connections now and the lent ones when they come back; refuse new gets."""
         self._closed = True
-        if self._maintainer is not None:
-            self._maintainer.cancel()
-            self._maintainer = None
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            self._maintenance = None
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -270,8 +271,10 @@ class ConnectionPool(Generic[T]):
         alive = False
         try:
             if self.ping is not None:
-                async with asyncio.timeout(self.acquire_timeout or None):  # a hung ping: broken
-                    alive = await self.ping(slot.conn) is not False
+                # a hung ping means broken (wait_for, not asyncio.timeout: see _wait)
+                alive = (
+                    await asyncio.wait_for(self.ping(slot.conn), self.acquire_timeout or None) is not False
+                )
         except Exception as exc:
             log.info("pooled connection failed its ping, replacing it: %s: %s", type(exc).__name__, exc)
         finally:
@@ -293,36 +296,41 @@ class ConnectionPool(Generic[T]):
         return _Slot(conn, time.monotonic())
 
     async def _wait(self, deadline: float, wait: float) -> _Slot[T] | None:
-        """Queue for a connection handed over by ``put`` (or None: room for a new one)."""
-        waiter: asyncio.Future[_Slot[T] | None] = asyncio.get_running_loop().create_future()
+        """Queue for a connection handed over by ``put`` (or None: room for a new one).
+
+        The deadline is a loop timer, not ``asyncio.timeout``: callbacks run eagerly, outside any
+        Task until they first suspend, and ``asyncio.timeout`` needs a Task."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Slot[T] | None] = loop.create_future()
         self._waiters.append(waiter)
+        timer = loop.call_at(deadline, self._expire, waiter, wait)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await waiter
-        except TimeoutError:
-            if self._handed(waiter):  # the hand-over and the timeout came together: take it
-                return waiter.result()
+            return await waiter
+        except BaseException:  # timed out, cancelled, or the pool was closed
             self._pass_on(waiter)
-            self._timeouts += 1
-            raise PoolTimeoutError(
-                f"no free connection within {wait:g} s: all {self.size} are in use "
-                f"and {self.stats()['waiting']} more coroutines are waiting"
-            ) from None
-        except BaseException:
-            self._pass_on(waiter)
-            raise
-        finally:
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+            raise
+        finally:
+            timer.cancel()
 
-    @staticmethod
-    def _handed(waiter: asyncio.Future[_Slot[T] | None]) -> bool:
-        return waiter.done() and not waiter.cancelled() and waiter.exception() is None
+    def _expire(self, waiter: asyncio.Future[_Slot[T] | None], wait: float) -> None:
+        if waiter.done():
+            return
+        self._timeouts += 1
+        waiter.set_exception(
+            PoolTimeoutError(
+                f"no free connection within {wait:g} s: all {self.size} are in use "
+                f"and {self.stats()['waiting']} more coroutines are waiting"
+            )
+        )
 
     def _pass_on(self, waiter: asyncio.Future[_Slot[T] | None]) -> None:
         """A waiter gave up: pass on what it was handed, or stop it being handed anything."""
-        if not self._handed(waiter):
+        if not waiter.done():
             waiter.cancel()
+            return
+        if waiter.cancelled() or waiter.exception() is not None:
             return
         slot = waiter.result()
         if slot is None:
@@ -362,29 +370,38 @@ class ConnectionPool(Generic[T]):
         except Exception as exc:
             log.debug("closing a pooled connection failed: %s: %s", type(exc).__name__, exc)
 
-    async def _maintain(self) -> None:
-        """Shrink to ``min_idle`` idle connections after ``max_idle_time``; keep ``min_idle`` open."""
-        period = max(self.max_idle_time / 2, 0.05)
-        while not self._closed:
-            now = time.monotonic()
-            keep: deque[_Slot[T]] = deque()
-            surplus = len(self._idle) - self.min_idle
-            for slot in self._idle:  # oldest first
-                stale = now - slot.released_at > self.max_idle_time
-                if self._expired(slot, now) or (stale and surplus > 0):
-                    surplus -= 1
-                    self._discard(slot)
-                else:
-                    keep.append(slot)
-            self._idle = keep
-            if self.min_idle:
-                try:
-                    await self.fill()
-                except Exception as exc:
-                    log.warning(
-                        "connection pool could not open a connection: %s: %s", type(exc).__name__, exc
-                    )
-            await asyncio.sleep(period)
+    def _maintain(self) -> None:
+        """Every ``max_idle_time / 2``: close the idle connections above ``min_idle`` that sat idle
+        longer than ``max_idle_time`` (and expired ones), and top up to ``min_idle``.
+
+        A loop timer rather than a long-running Task, so that a worker stopping finds no coroutine
+        of the pool still running."""
+        self._maintenance = None
+        if self._closed:
+            return
+        now = time.monotonic()
+        keep: deque[_Slot[T]] = deque()
+        surplus = len(self._idle) - self.min_idle
+        for slot in self._idle:  # oldest first
+            stale = now - slot.released_at > self.max_idle_time
+            if self._expired(slot, now) or (stale and surplus > 0):
+                surplus -= 1
+                self._discard(slot)
+            else:
+                keep.append(slot)
+        self._idle = keep
+        loop = asyncio.get_running_loop()
+        if len(self._idle) < self.min_idle and self._total() < self.size and self._filling is None:
+            self._filling = loop.create_task(self._fill_quietly())
+        self._maintenance = loop.call_later(max(self.max_idle_time / 2, 0.05), self._maintain)
+
+    async def _fill_quietly(self) -> None:
+        try:
+            await self.fill()
+        except Exception as exc:
+            log.warning("connection pool could not open a connection: %s: %s", type(exc).__name__, exc)
+        finally:
+            self._filling = None
 
     def _forget_inherited(self) -> None:
         """After fork, in the child: drop the parent's connections without touching them."""
@@ -392,4 +409,4 @@ class ConnectionPool(Generic[T]):
         self._in_use.clear()
         self._waiters.clear()
         self._opening = self._created = self._closed_count = self._timeouts = 0
-        self._maintainer = None
+        self._maintenance = self._filling = None
