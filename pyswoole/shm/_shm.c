@@ -1219,10 +1219,8 @@ static int atomic_map(AtomicObject *self)
 /* The 32-bit futex word: the value itself, or the low half of a 64-bit value. */
 static uint32_t *futex_word(AtomicObject *self) { return (uint32_t *)self->value; }
 
-typedef int (*take_event)(AtomicObject *);
-
 /* Swoole's wait(): consume a posted event (value 1 -> 0), sleeping while the value is 0. */
-static PyObject *atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds, take_event take)
+static PyObject *atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds, int (*take)(AtomicObject *))
 {
     static char *kwlist[] = {"timeout", NULL};
     double timeout = 1.0;
@@ -1250,7 +1248,8 @@ static PyObject *atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds,
     }
 }
 
-static PyObject *atomic_wake(AtomicObject *self, PyObject *args, PyObject *kwds, int posted)
+/* Swoole's wakeup(): post an event (value 0 -> 1) and wake up to n waiters. */
+static PyObject *atomic_wake(AtomicObject *self, PyObject *args, PyObject *kwds, int (*post)(AtomicObject *))
 {
     static char *kwlist[] = {"n", NULL};
     int n = 1;
@@ -1260,7 +1259,7 @@ static PyObject *atomic_wake(AtomicObject *self, PyObject *args, PyObject *kwds,
         PyErr_SetString(PyExc_ValueError, "wakeup() needs n >= 1");
         return NULL;
     }
-    if (posted)
+    if (post(self))
         syscall(SYS_futex, futex_word(self), FUTEX_WAKE, n, NULL, NULL, 0);
     Py_RETURN_TRUE;
 }
@@ -1353,11 +1352,15 @@ static PyObject *Atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds)
     return atomic_wait(self, args, kwds, atomic32_take);
 }
 
-static PyObject *Atomic_wakeup(AtomicObject *self, PyObject *args, PyObject *kwds)
+static int atomic32_post(AtomicObject *self)
 {
     uint32_t expected = 0;
-    int posted = __atomic_compare_exchange_n(U32(self), &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    return atomic_wake(self, args, kwds, posted);
+    return __atomic_compare_exchange_n(U32(self), &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+static PyObject *Atomic_wakeup(AtomicObject *self, PyObject *args, PyObject *kwds)
+{
+    return atomic_wake(self, args, kwds, atomic32_post);
 }
 
 static PyMethodDef Atomic_methods[] = {
@@ -1477,11 +1480,15 @@ static PyObject *AtomicLong_wait(AtomicObject *self, PyObject *args, PyObject *k
     return atomic_wait(self, args, kwds, atomic64_take);
 }
 
-static PyObject *AtomicLong_wakeup(AtomicObject *self, PyObject *args, PyObject *kwds)
+static int atomic64_post(AtomicObject *self)
 {
     int64_t expected = 0;
-    int posted = __atomic_compare_exchange_n(I64(self), &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
-    return atomic_wake(self, args, kwds, posted);
+    return __atomic_compare_exchange_n(I64(self), &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+static PyObject *AtomicLong_wakeup(AtomicObject *self, PyObject *args, PyObject *kwds)
+{
+    return atomic_wake(self, args, kwds, atomic64_post);
 }
 
 static PyMethodDef AtomicLong_methods[] = {
