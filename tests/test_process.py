@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+import uvloop
 
 from pyswoole.process import Process
 
@@ -213,6 +214,23 @@ def test_export_socket_serves_coroutines(started):
     assert asyncio.run(talk()) == [b"echo:coroutine", b"len:9"]
     p.close()
     p.export_socket().close()
+    assert reap(pid)["code"] == 0
+
+
+def test_start_from_inside_a_running_loop(started):
+    """The child leaves the parent's running loop behind and can run a loop of its own."""
+
+    async def child(p: Process) -> None:
+        await asyncio.sleep(0.01)
+        p.write(b"child loop ok")
+
+    async def main() -> tuple[int, bytes]:
+        p = Process(child)
+        pid = started(p)
+        return pid, await asyncio.wait_for(p.export_socket().recv(), 5)
+
+    pid, data = uvloop.run(main())
+    assert data == b"child loop ok"
     assert reap(pid)["code"] == 0
 
 

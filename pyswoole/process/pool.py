@@ -31,6 +31,7 @@ from typing import Any
 import setproctitle
 import uvloop
 
+from pyswoole.process import signals
 from pyswoole.process.msgqueue import MessageQueue
 from pyswoole.process.process import Process, _flush_stdio
 from pyswoole.process.supervisor import Supervisor
@@ -232,6 +233,7 @@ class Pool:
     # -- inside a worker ----------------------------------------------------------------------------
 
     def _worker_main(self, worker_id: int) -> int:
+        signals.reset_after_fork()
         self.worker_id = worker_id
         signal.signal(signal.SIGTERM, _stop_worker)
         try:
