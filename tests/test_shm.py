@@ -246,6 +246,10 @@ def test_wait_and_wakeup_between_threads(cls):
     assert time.monotonic() - started < 1
     event.set(5)  # not an event value: wait returns at once
     assert event.wait(5) is False
+    event.set(0)
+    with pytest.raises(ValueError, match="n >= 1"):
+        event.wakeup(0)
+    assert event.get() == 0  # nothing posted by a refused call
 
 
 def test_mutex_lock_trylock_lockwait_context_manager():
