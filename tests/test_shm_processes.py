@@ -329,3 +329,25 @@ def test_reader_alone_repairs_a_row_left_half_written_by_a_killed_writer(childre
         os.waitpid(pid, 0)
         run_all(children, [reader])
     assert table.stats()["recoveries"] >= 1
+
+
+def test_rwlock_readers_in_two_processes_share_and_exclude_writers(children):
+    lock, held, release = Lock(Lock.RWLOCK), Atomic(), Atomic()
+
+    def reader():
+        assert lock.lock_read()
+        held.wakeup()
+        assert release.wait(10)
+        lock.unlock()
+
+    pid = fork(reader)
+    children.append(pid)
+    assert held.wait(5)
+    assert lock.trylock_read() is True  # a second reader, in another process
+    assert lock.trylock() is False
+    lock.unlock()
+    assert lock.lockwait(0.05) is False  # the other process still reads
+    release.wakeup()
+    assert reap(pid) == 0
+    assert lock.lockwait(5) is True
+    lock.unlock()
