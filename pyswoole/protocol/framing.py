@@ -40,6 +40,8 @@ class Framer(Protocol):
 
     def feed(self, data: bytes) -> list[bytes]: ...
 
+    def take_buffer(self) -> bytes: ...
+
     @property
     def buffered(self) -> int: ...
 
@@ -65,6 +67,12 @@ class EofFramer:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def take_buffer(self) -> bytes:
+        """Remove and return the bytes of the incomplete packet (a connection changing hands)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
@@ -143,6 +151,12 @@ class LengthFramer:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    def take_buffer(self) -> bytes:
+        """Remove and return the bytes of the incomplete packet (a connection changing hands)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
 
     def _packet_length(self, data: bytes | bytearray, start: int) -> int:
         """Whole length of the packet starting at ``start``; 0 if the header is incomplete."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from typing import TYPE_CHECKING, Any
 
 from pyswoole.coroutine.runner import spawn
@@ -28,6 +30,7 @@ class StreamConnection(asyncio.Protocol):
     """One accepted stream connection, owned by the worker that accepted it."""
 
     __slots__ = (
+        "adopted",
         "closed_by_server",
         "fd",
         "framer",
@@ -36,6 +39,8 @@ class StreamConnection(asyncio.Protocol):
         "port",
         "reactor_id",
         "receive",
+        "release_target",
+        "released",
         "remote",
         "server",
         "transport",
@@ -55,6 +60,9 @@ class StreamConnection(asyncio.Protocol):
         self.last_time = worker.clock
         self.paused_writing = False
         self.closed_by_server = False
+        self.adopted = False  # PROCESS mode: taken over from another worker (no connect event)
+        self.released = False  # PROCESS mode: being handed back to the master
+        self.release_target = -1
 
     # -- asyncio Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -63,6 +71,8 @@ class StreamConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=limit, low=0)
         if not self.worker.open_connection(self):
             transport.abort()
+            return
+        if self.adopted:
             return
         callback = self.port.callback("connect")
         if callback is not None:
@@ -96,6 +106,9 @@ class StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.fd:
             return
+        if self.released:
+            self.worker.release_connection(self)
+            return
         self.worker.close_connection(self)
         callback = self.port.callback("close")
         if callback is not None:
@@ -124,9 +137,23 @@ class StreamConnection(asyncio.Protocol):
     def close(self, reset: bool = False) -> None:
         self.closed_by_server = True
         if reset:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:  # RST once the last duplicate (the master's) is closed
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.transport.abort()
         else:
             self.transport.close()
+
+    def release(self, target_worker: int = -1) -> None:
+        """Hand this connection back to the master (PROCESS mode): stop reading, flush, let go."""
+        self.released = True
+        self.release_target = target_worker
+        self.transport.pause_reading()
+        self.transport.close()
+
+    def unprocessed_input(self) -> bytes:
+        """Bytes read but not yet delivered (an incomplete packet): they go with the connection."""
+        return self.framer.take_buffer() if self.framer is not None else b""
 
 
 class DatagramEndpoint(asyncio.DatagramProtocol):

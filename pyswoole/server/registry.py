@@ -57,6 +57,7 @@ class Registry:
         self.accept_count = AtomicLong(0)
         self.close_count = AtomicLong(0)
         self.tasks_queued = AtomicLong(0)
+        self.shutting_down = AtomicLong(0)  # 1 once the server is stopping (not a reload)
         self.start_time = int(time.time())
         self.connections = _table(max_conn, _CONNECTION_COLUMNS)
         self.workers = _table(max(worker_slots, 1), _WORKER_COLUMNS)

@@ -16,11 +16,13 @@ from typing import Any
 import setproctitle
 
 from pyswoole import log as log_setup
-from pyswoole.constants import BASE, PROCESS, SOCK_TCP, SOCK_UDP6, SOCK_UNIX_DGRAM
+from pyswoole.constants import BASE, DISPATCH_UIDMOD, PROCESS, SOCK_TCP, SOCK_UDP6, SOCK_UNIX_DGRAM
 from pyswoole.coroutine.runner import spawn
+from pyswoole.process.ipc import Mailbox
 from pyswoole.process.supervisor import Child, Supervisor
 from pyswoole.server import settings as settings_module
 from pyswoole.server.connection import StreamConnection
+from pyswoole.server.master import MSG_WORKER_EXIT, WORKER_PID, Master
 from pyswoole.server.port import PORT_EVENTS, Port
 from pyswoole.server.registry import Registry
 from pyswoole.server.tasks import TaskDispatcher, TaskError, TaskWorker, caller_is_coroutine
@@ -92,10 +94,8 @@ class Server:
     SETTINGS = settings_module.SETTINGS
     connection_class: type[StreamConnection] = StreamConnection
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = BASE, sock_type: int = SOCK_TCP):
-        if mode == PROCESS:
-            raise NotImplementedError("PROCESS mode is not available yet: use mode=BASE")
-        if mode != BASE:
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = PROCESS, sock_type: int = SOCK_TCP):
+        if mode not in (BASE, PROCESS):
             raise ValueError(f"unknown server mode {mode!r}: use BASE or PROCESS")
         self.host = host
         self.mode = mode
@@ -112,6 +112,7 @@ class Server:
         self._worker: Worker | None = None
         self._supervisor: Supervisor | None = None
         self._task_dispatcher: TaskDispatcher | None = None
+        self._manager_mailbox: Mailbox | None = None
         self._task_worker: TaskWorker | None = None
         self.taskworker = False
         self._namespace = ""
@@ -187,28 +188,52 @@ class Server:
         task_worker_num = self.setting["task_worker_num"]
         self._registry = Registry(self.setting["max_conn"], worker_num + task_worker_num)
         setproctitle.setproctitle("pyswoole: master")
-        call_blocking(self.callbacks.get("start"), self)
-        supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
-        supervisor.add_group("worker", worker_num, self._run_worker)
-        if task_worker_num:
-            supervisor.add_group("task", task_worker_num, self._run_task_worker, reload_signal=signal.SIGUSR2)
-            self._task_dispatcher = TaskDispatcher(self, supervisor)
-        call_blocking(self.callbacks.get("manager_start"), self)
         try:
-            supervisor.run()
+            call_blocking(self.callbacks.get("start"), self)
+            if self.mode == PROCESS:
+                Master(self).run(self._run_manager)
+            else:
+                self._run_manager()
         finally:
-            call_blocking(self.callbacks.get("manager_stop"), self)
             for port in self.ports:
                 port.close()
                 port.unlink()
             call_blocking(self.callbacks.get("shutdown"), self)
         return True
 
+    def _run_manager(self) -> int:
+        """The manager: supervise workers and task workers, hold the task queue."""
+        if self.mode == PROCESS:
+            setproctitle.setproctitle("pyswoole: manager")
+            self.manager_pid = os.getpid()
+            for port in self.ports:  # the master accepts; workers only need datagram sockets
+                if port.is_stream:
+                    port.close()
+        supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
+        self._manager_mailbox = Mailbox(self._namespace)
+        supervisor.add_group("worker", self.setting["worker_num"], self._run_worker)
+        if self.setting["task_worker_num"]:
+            supervisor.add_group("task", self.setting["task_worker_num"], self._run_task_worker, reload_signal=signal.SIGUSR2)
+            self._task_dispatcher = TaskDispatcher(self, supervisor, self._manager_mailbox)
+        call_blocking(self.callbacks.get("manager_start"), self)
+        try:
+            supervisor.run()
+        finally:
+            call_blocking(self.callbacks.get("manager_stop"), self)
+        return 0
+
+    def _forget_manager_state(self) -> None:
+        self._supervisor = None
+        self._task_dispatcher = None
+        if self._manager_mailbox is not None:
+            self._manager_mailbox.sock.close()
+            self._manager_mailbox = None
+
     def _run_worker(self, worker_id: int) -> int:
         setproctitle.setproctitle(f"pyswoole: worker {worker_id}")
         self.worker_id = worker_id
         self.worker_pid = os.getpid()
-        self._supervisor = None
+        self._forget_manager_state()
         self._worker = Worker(self, worker_id)
         return self._worker.run()
 
@@ -217,13 +242,14 @@ class Server:
         self.taskworker = True
         self.worker_id = self.setting["worker_num"] + task_worker_id
         self.worker_pid = os.getpid()
-        self._supervisor = None
-        self._task_dispatcher = None
+        self._forget_manager_state()
         self._task_worker = TaskWorker(self, task_worker_id)
         return self._task_worker.run()
 
     def _child_exited(self, child: Child, code: int, signo: int) -> None:
         worker_id = child.id
+        if self.mode == PROCESS and child.group.name == "worker" and self._manager_mailbox is not None:
+            self._manager_mailbox.send(self.master_pid, MSG_WORKER_EXIT, WORKER_PID.pack(child.id, child.pid))
         if child.group.name == "task":
             worker_id += self.setting["worker_num"]
             if self._task_dispatcher is not None:
@@ -234,10 +260,12 @@ class Server:
     # -- life cycle verbs -----------------------------------------------------------------------
     def shutdown(self) -> bool:
         """Stop the whole server gracefully (from any process of it)."""
-        if self._supervisor is not None:
+        if self._registry is not None:
+            self._registry.shutting_down.set(1)
+        if self._supervisor is not None and self.mode == BASE:
             self._supervisor.stop()
         else:
-            os.kill(self.manager_pid, signal.SIGTERM)
+            os.kill(self.master_pid, signal.SIGTERM)
         return True
 
     def reload(self) -> bool:
@@ -341,7 +369,16 @@ class Server:
         return self._registry.fds() if self._registry is not None else iter(())
 
     def bind(self, fd: int, uid: int) -> bool:
-        return self._registry is not None and self._registry.bind(fd, uid)
+        """Attach ``uid`` to connection ``fd``. With ``dispatch_mode`` 5 in PROCESS mode the
+        connection then moves to worker ``uid % worker_num`` (after the current callback step)."""
+        if self._registry is None or not self._registry.bind(fd, uid):
+            return False
+        conn = self._local(fd)
+        if self.mode == PROCESS and self.setting["dispatch_mode"] == DISPATCH_UIDMOD and conn is not None:
+            target = uid % self.setting["worker_num"]
+            if target != self.worker_id:
+                self._worker.loop.call_soon(conn.release, target)  # type: ignore[union-attr]
+        return True
 
     def send_message(self, message: Any, dst_worker_id: int) -> bool:
         """Deliver any picklable object to the ``pipe_message`` callback of worker ``dst_worker_id``."""

@@ -55,6 +55,8 @@ SETTINGS: dict[str, Setting] = {
     "max_request": Setting(INT, 0, _not_negative),
     "max_wait_time": Setting(NUMBER, 3.0, _not_negative),
     "enable_coroutine": Setting(BOOL, True),
+    "dispatch_mode": Setting(INT, 2, lambda v: None if 1 <= v <= 5 else "must be 1 to 5"),
+    "dispatch_func": Setting((Callable,), None),  # type: ignore[arg-type]
     "task_worker_num": Setting(INT, 0, _not_negative),
     "task_enable_coroutine": Setting(BOOL, False),
     "task_max_request": Setting(INT, 0, _not_negative),

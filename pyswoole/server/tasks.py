@@ -70,13 +70,14 @@ def caller_is_coroutine(depth: int = 2) -> bool:
 class TaskDispatcher:
     """The manager's task queue: FIFO to idle task workers, failures reported to the sender."""
 
-    def __init__(self, server: Server, supervisor: Supervisor):
+    def __init__(self, server: Server, supervisor: Supervisor, mailbox: Mailbox):
         self.server = server
         self.supervisor = supervisor
         self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.idle: dict[int, int] = {}  # task worker id -> pid, for current, idle task workers
         self.running: dict[int, tuple[int, bytes]] = {}  # task worker pid -> (sender pid, task)
-        self.mailbox = Mailbox(server._namespace, self._on_message)
+        self.mailbox = mailbox
+        mailbox.handler = self._on_message
         supervisor.watch(self.mailbox.sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:

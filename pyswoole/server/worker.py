@@ -14,13 +14,15 @@ import logging
 import os
 import pickle
 import signal
+import socket
 import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from pyswoole.constants import WORKER_BUSY, WORKER_EXIT, WORKER_IDLE
+from pyswoole.constants import PROCESS, WORKER_BUSY, WORKER_EXIT, WORKER_IDLE
 from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
+from pyswoole.server import master as master_messages
 from pyswoole.server.connection import DatagramEndpoint, StreamConnection
 from pyswoole.server.tasks import MSG_FINISH, TaskClient
 from pyswoole.timer import Timer
@@ -62,6 +64,7 @@ class Worker:
         self.datagram_endpoints: list[tuple[Any, DatagramEndpoint]] = []
         self.request_count = 0
         self.max_request = self.settings["max_request"]
+        self.process_mode = server.mode == PROCESS
         self.clock = int(time.time())
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mailbox: Mailbox | None = None
@@ -102,7 +105,12 @@ class Worker:
         if callback is not None:
             spawn(callback, self.server, self.worker_id, name="worker_start")
         for port in self.server.ports:
-            await self._serve(port)
+            if not (self.process_mode and port.is_stream):  # the master accepts in PROCESS mode
+                await self._serve(port)
+        if self.process_mode:
+            self.mailbox.send(
+                self.server.master_pid, master_messages.MSG_READY, master_messages.WORKER_ID.pack(self.worker_id)
+            )
         await self._stopped
         await self._shutdown()
 
@@ -140,9 +148,18 @@ class Worker:
         if callback is not None:
             spawn(callback, self.server, self.worker_id, name="worker_exit")
         deadline = time.monotonic() + self.settings["max_wait_time"]
+        hand_back = self.process_mode and not self.registry.shutting_down.get()
+        if hand_back:  # reload or recycling: the connections live on in the next worker
+            for conn in self.connections.values():
+                conn.transport.pause_reading()
         await self._drain(deadline)
         for conn in list(self.connections.values()):
-            conn.close()
+            if hand_back:
+                conn.release()
+            else:
+                conn.close()
+        while self.connections and time.monotonic() < deadline + 1:
+            await asyncio.sleep(0.01)
         callback = self.server.callbacks.get("worker_stop")
         if callback is not None:
             spawn(callback, self.server, self.worker_id, name="worker_stop")
@@ -199,12 +216,22 @@ class Worker:
 
     # -- connections -------------------------------------------------------------------------------
     def open_connection(self, conn: StreamConnection) -> bool:
-        """Give a new connection its fd and publish it; False refuses it (over ``max_conn``)."""
+        """Give a new connection its fd and publish it; False refuses it (over ``max_conn``).
+
+        In PROCESS mode the master has already numbered the connection; one adopted from
+        another worker keeps its registry row, which only changes owner.
+        """
         registry = self.registry
-        if registry.connection_num >= registry.max_conn:
+        if conn.adopted:
+            self.connections[conn.fd] = conn
+            registry.connections.set(str(conn.fd), {"worker_id": self.worker_id, "pid": os.getpid()})
+            row = registry.get(conn.fd) or {}
+            conn.remote = (row.get("remote_ip", ""), row.get("remote_port", 0))
+            return True
+        if not conn.fd and registry.connection_num >= registry.max_conn:
             log.warning("max_conn %d reached: connection refused", registry.max_conn)
             return False
-        fd = registry.next_fd()
+        fd = conn.fd or registry.next_fd()
         peer = conn.transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             remote_ip, remote_port = peer[0], peer[1]
@@ -239,6 +266,40 @@ class Worker:
     def close_connection(self, conn: StreamConnection) -> None:
         if self.connections.pop(conn.fd, None) is not None:
             self.registry.remove(conn.fd)
+            if self.process_mode:  # the master holds the last duplicate: the connection ends there
+                self.mailbox.send(self.server.master_pid, master_messages.MSG_CLOSED, FD.pack(conn.fd))  # type: ignore[union-attr]
+
+    def release_connection(self, conn: StreamConnection) -> None:
+        """The connection's transport let go of it: tell the master who takes it next."""
+        if self.connections.pop(conn.fd, None) is None:
+            return
+        head = master_messages.RELEASE.pack(conn.fd, conn.release_target)
+        self.mailbox.send(self.server.master_pid, master_messages.MSG_RELEASE, head, conn.unprocessed_input())  # type: ignore[union-attr]
+
+    def adopt(self, payload: bytes, fds: list[int]) -> None:
+        """A connection passed by the master (new, or taken over from another worker)."""
+        fd, port_index, adopted = master_messages.CONNECT.unpack_from(payload)
+        leftover = payload[master_messages.CONNECT.size :]
+        sock = socket.socket(fileno=fds[0])
+        port = self.server.ports[port_index]
+
+        def make() -> StreamConnection:
+            conn = port.connection_class(self, port)
+            conn.fd = fd
+            conn.adopted = bool(adopted)
+            return conn
+
+        async def connect() -> None:
+            try:
+                _, conn = await self.loop.connect_accepted_socket(make, sock)  # type: ignore[union-attr]
+            except OSError as exc:
+                log.warning("connection %d could not be taken over: %s", fd, exc)
+                self.mailbox.send(self.server.master_pid, master_messages.MSG_CLOSED, FD.pack(fd))  # type: ignore[union-attr]
+                return
+            if leftover and conn.fd:
+                conn.data_received(leftover)
+
+        self.loop.create_task(connect())  # type: ignore[union-attr]
 
     # -- routing ---------------------------------------------------------------------------------
     def owner_pid(self, fd: int) -> int | None:
@@ -262,6 +323,8 @@ class Worker:
     def _on_message(self, kind: int, sender: int, payload: bytes, fds: list[int]) -> None:
         if kind == MSG_FINISH:
             self.tasks.on_finish(payload)  # type: ignore[union-attr]
+        elif kind == master_messages.MSG_CONNECT:
+            self.adopt(payload, fds)
         elif kind == MSG_SEND:
             fd = FD.unpack_from(payload)[0]
             conn = self.connections.get(fd)

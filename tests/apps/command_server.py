@@ -10,15 +10,16 @@ import json
 import os
 import sys
 
-from pyswoole import BASE, SOCK_TCP, SOCK_UDP, SOCK_UNIX_DGRAM, SOCK_UNIX_STREAM, Server
+from pyswoole import BASE, PROCESS, SOCK_TCP, SOCK_UDP, SOCK_UNIX_DGRAM, SOCK_UNIX_STREAM, Server
 
 kind, _, address = sys.argv[1].partition(":")
 settings = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 sock_type = {"tcp": SOCK_TCP, "udp": SOCK_UDP, "unix": SOCK_UNIX_STREAM, "unixdgram": SOCK_UNIX_DGRAM}[kind]
 host, port = (address, 0) if kind.startswith("unix") else ("127.0.0.1", int(address))
 extra = settings.pop("_listen", None)
+mode = PROCESS if settings.pop("_mode", "base") == "process" else BASE
 
-server = Server(host, port, mode=BASE, sock_type=sock_type)
+server = Server(host, port, mode=mode, sock_type=sock_type)
 server.set({"worker_num": 2, **settings})
 
 
@@ -114,6 +115,9 @@ async def answer(server, fd, data):
             sent += 1
         reply = None
         say("flood_stopped", sent)
+    elif command == "reload":
+        server.reload()
+        reply = "reloading"
     elif command == "shutdown":
         server.shutdown()
         reply = "bye"
@@ -125,6 +129,7 @@ async def answer(server, fd, data):
 async def on_receive(server, fd, reactor_id, data):
     if data[:1].isalpha() and data.split()[0].decode(errors="replace") in {
         "whoami", "info", "conns", "send", "close", "exists", "bind", "stats", "pipe", "boom", "sleep", "flood", "shutdown",
+        "reload",
     }:
         await answer(server, fd, data)
     else:
