@@ -1,0 +1,405 @@
+"""``pyswoole.redis.Server``: a server that speaks RESP, so every Redis client and tool can use it.
+
+Each command runs its handler as its own coroutine (``spawn``: eager, no Task unless it awaits
+something). Replies leave in the order the commands came, whatever order async handlers finish
+in; the replies of one read whose handlers all finish at once leave in one ``transport.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyswoole
+from pyswoole.constants import BASE, SOCK_TCP
+from pyswoole.coroutine.runner import is_async, spawn
+from pyswoole.protocol.resp import (
+    MAX_BULK_LENGTH,
+    NIL2,
+    NIL3,
+    OK,
+    ProtocolError,
+    Reply,
+    ReplyError,
+    RequestParser,
+    bulk,
+    encode,
+    error_reply,
+    line_text,
+)
+from pyswoole.server.connection import StreamConnection
+from pyswoole.server.server import Server as BaseServer
+from pyswoole.server.server import _check_arity
+
+if TYPE_CHECKING:
+    from pyswoole.server.port import Port
+    from pyswoole.server.worker import Worker
+
+log = logging.getLogger("pyswoole")
+
+# ``Server.format`` types, with Swoole's values.
+ERROR = 0
+NIL = 1
+STATUS = 2
+INT = 3
+STRING = 4
+SET = 5
+MAP = 6
+
+Handler = Callable[[Any, int, list[Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Entry:
+    fn: Handler
+    is_async: bool
+    decode: bool
+
+
+class Server(BaseServer):
+    """A ``Server`` whose stream ports speak RESP2/RESP3 and dispatch commands to handlers.
+
+    A port that registers its own ``receive`` callback stays a plain stream port.
+    """
+
+    NIL = NIL
+    ERROR = ERROR
+    STATUS = STATUS
+    INT = INT
+    STRING = STRING
+    SET = SET
+    MAP = MAP
+    SETTINGS: ClassVar[dict[str, Any]] = {
+        **BaseServer.SETTINGS,
+        "package_max_length": dataclasses.replace(
+            BaseServer.SETTINGS["package_max_length"], default=MAX_BULK_LENGTH
+        ),
+    }
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = BASE, sock_type: int = SOCK_TCP):
+        super().__init__(host, port, mode, sock_type)
+        self.handlers: dict[bytes, _Entry] = {b"HELLO": _Entry(_hello, False, False)}
+
+    # -- handlers ---------------------------------------------------------------------------------
+    def set_handler(self, command: str, handler: Handler, *, decode: bool = False) -> bool:
+        """Run ``handler(server, fd, args)`` for ``command`` (any case). ``args`` are the arguments
+        after the name, as ``bytes``; with ``decode=True`` as ``str`` (UTF-8, undecodable bytes kept
+        as surrogates). The handler may be ``async``. It returns the reply: ``format()``'s bytes, or
+        a value to encode (None nil, int, str/bytes bulk, list/tuple array, dict map, set, an
+        exception an error); or it answers with ``server.send(fd, ...)``, and its result is ignored.
+        """
+        if not isinstance(command, str) or not command or any(c.isspace() for c in command):
+            raise ValueError(f"command name must be a non-empty str without spaces, not {command!r}")
+        if not callable(handler):
+            raise TypeError(f"handler for {command!r} must be callable, not {type(handler).__name__}")
+        _check_arity(f"redis command {command}", handler, 3)
+        self.handlers[command.upper().encode()] = _Entry(handler, is_async(handler), decode)
+        return True
+
+    setHandler = set_handler
+
+    def handler(self, command: str, *, decode: bool = False) -> Callable[[Handler], Handler]:
+        """Decorator form of ``set_handler``."""
+
+        def register(fn: Handler) -> Handler:
+            self.set_handler(command, fn, decode=decode)
+            return fn
+
+        return register
+
+    def get_handler(self, command: str) -> Handler | None:
+        entry = self.handlers.get(command.upper().encode())
+        return None if entry is None else entry.fn
+
+    getHandler = get_handler
+
+    def on(self, event: str, callback: Callable[..., Any] | None = None) -> Any:
+        if isinstance(event, str) and event.lower().replace("_", "").removeprefix("on") == "receive":
+            raise ValueError(
+                "a Redis server answers commands with handlers: use set_handler(), not on('receive')"
+            )
+        return super().on(event, callback)
+
+    def connection_class_for(self, port: Port) -> type[StreamConnection]:
+        return StreamConnection if "receive" in port.callbacks else RedisConnection
+
+    def protocol(self, fd: int) -> int:
+        """The RESP version connection ``fd`` speaks (2, or 3 after ``HELLO 3``); 0 if unknown here."""
+        conn = self._local(fd)
+        return (3 if conn.resp3 else 2) if isinstance(conn, RedisConnection) else 0
+
+    # -- replies ------------------------------------------------------------------------------------
+    @staticmethod
+    def format(type: int, value: Any = None, resp: int = 2) -> Reply:
+        """Swoole's ``Server::format``: one reply of the given type.
+
+        ``NIL`` ``$-1``; ``ERROR`` ``-<value>`` (default ``-ERR``); ``STATUS`` ``+<value>`` (default
+        ``+OK``); ``INT`` ``:<n>``; ``STRING`` a bulk string (None gives nil); ``SET`` an array of
+        bulk strings; ``MAP`` a flat array key, value, ... With ``resp=3``: ``_``, ``~N`` and ``%N``.
+        """
+        resp3 = resp == 3
+        if type == NIL:
+            return NIL3 if resp3 else NIL2
+        if type == ERROR:
+            return Reply(b"-ERR\r\n" if value is None else b"-%s\r\n" % line_text(_text(value)))
+        if type == STATUS:
+            return OK if value is None else Reply(b"+%s\r\n" % line_text(_text(value)))
+        if type == INT:
+            return Reply(b":%d\r\n" % int(value))
+        if type == STRING:
+            if value is None:
+                return NIL3 if resp3 else NIL2
+            return Reply(bulk(_text(value)))
+        if type == SET:
+            items = [bulk(_text(item)) for item in _iterable(value, "SET")]
+            return Reply(b"".join([(b"~%d\r\n" if resp3 else b"*%d\r\n") % len(items), *items]))
+        if type == MAP:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"format(MAP, value) needs a mapping, not {value.__class__.__name__}")
+            head = b"%%%d\r\n" % len(value) if resp3 else b"*%d\r\n" % (2 * len(value))
+            parts = [head]
+            for key, item in value.items():
+                parts.append(bulk(_text(key)))
+                parts.append(bulk(_text(item)))
+            return Reply(b"".join(parts))
+        raise ValueError(f"unknown reply type {type!r}: use NIL, ERROR, STATUS, INT, STRING, SET or MAP")
+
+
+def _text(value: Any) -> bytes:
+    """A value as the bytes of a string (numbers in decimal, as PHP converts them)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bool):
+        return b"1" if value else b""
+    if isinstance(value, (int, float)):
+        return repr(value).encode()
+    raise TypeError(f"cannot format {value.__class__.__name__} as a string")
+
+
+def _iterable(value: Any, kind: str) -> Sequence[Any]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"format({kind}, value) needs a list or set, not {value.__class__.__name__}")
+    return list(value)
+
+
+def _hello(server: Server, fd: int, args: list[bytes]) -> Any:
+    """``HELLO [protover [AUTH user pass] [SETNAME name]]``: switch RESP version, describe the server.
+    There is no authentication: AUTH is accepted like Redis without a password does."""
+    conn = server._local(fd)
+    version = 3 if conn.resp3 else 2
+    if args:
+        try:
+            version = int(args[0])
+        except ValueError:
+            return ReplyError("ERR Protocol version is not an integer or out of range")
+        if version not in (2, 3):
+            return ReplyError("NOPROTO unsupported protocol version")
+        options = args[1:]
+        while options:
+            option = options[0].upper()
+            if option == b"AUTH" and len(options) >= 3:
+                options = options[3:]
+            elif option == b"SETNAME" and len(options) >= 2:
+                options = options[2:]
+            else:
+                return ReplyError(f"ERR Syntax error in HELLO option '{options[0].decode(errors='replace')}'")
+    conn.resp3 = version == 3
+    return {
+        b"server": b"pyswoole",
+        b"version": pyswoole.__version__.encode(),
+        b"proto": version,
+        b"id": fd,
+        b"mode": b"standalone",
+        b"role": b"master",
+        b"modules": [],
+    }
+
+
+class _Slot:
+    """One command's place in the reply order."""
+
+    __slots__ = ("reply", "sent", "task")
+
+    def __init__(self, reply: bytes | None = None):
+        self.reply = reply  # the encoded reply once the handler has finished
+        self.sent: list[bytes] | None = None  # what the handler sent itself with server.send()
+        self.task: asyncio.Task | None = None  # set when the handler suspended
+
+
+class RedisConnection(StreamConnection):
+    """One RESP client connection: parses commands, runs handlers, writes replies in order."""
+
+    __slots__ = ("closing", "current", "handlers", "parser", "queue", "resp3", "suspended")
+
+    def __init__(self, worker: Worker, port: Port):
+        super().__init__(worker, port)
+        self.parser = RequestParser(port.settings["package_max_length"])
+        self.handlers: dict[bytes, _Entry] = self.server.handlers
+        self.resp3 = False
+        self.queue: deque[_Slot] = deque()  # replies waiting for an earlier, unfinished one
+        self.suspended: dict[asyncio.Task, _Slot] = {}
+        self.current: _Slot | None = None  # the command whose handler is stepping right now
+        self.closing = False  # QUIT / close() / protocol error: answer what came before, then close
+
+    def data_received(self, data: bytes) -> None:
+        worker = self.worker
+        if self.last_time != worker.clock:
+            self.last_time = worker.clock
+            worker.registry.touch(self.fd, self.last_time)
+        if self.closing:
+            return
+        try:
+            commands = self.parser.feed(data)
+            error = None
+        except ProtocolError as exc:
+            commands, error = exc.commands, exc
+        worker.request_count += len(commands)
+        handlers = self.handlers
+        queue = self.queue
+        batch = []
+        for args in commands:
+            name = args[0]
+            entry = handlers.get(name) or handlers.get(name.upper())
+            if entry is None:
+                slot = _Slot(b"-ERR unknown command '%s'\r\n" % line_text(name))
+                task = None
+            else:
+                del args[0]
+                if entry.decode:
+                    args = [arg.decode("utf-8", "surrogateescape") for arg in args]
+                slot = _Slot()
+                self.current = slot
+                if entry.is_async:
+                    task = spawn(self._run_async, entry.fn, args, slot, name="redis")
+                else:
+                    task = spawn(self._run, entry.fn, args, slot, name="redis")
+                self.current = None
+            if task is None and not queue:
+                batch.append(slot.reply)
+            else:
+                if task is not None:
+                    slot.task = task
+                    self.suspended[task] = slot
+                queue.append(slot)
+            if self.closing:
+                break
+        if batch:
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if error is not None and not self.closing:
+            log.warning("closing connection %d from %s:%d: %s", self.fd, *self.remote, error)
+            self.closing = True
+            self.transport.pause_reading()
+            reply = b"-ERR %s\r\n" % line_text(str(error))
+            if queue:
+                queue.append(_Slot(reply))
+            else:
+                self.transport.write(reply)
+        if self.closing and not queue:
+            self.transport.close()
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
+
+    # -- running handlers ---------------------------------------------------------------------------
+    def _run(self, handler: Handler, args: list[Any], slot: _Slot) -> None:
+        try:
+            result = handler(self.server, self.fd, args)
+        except Exception as exc:
+            result = self._failed(handler, exc)
+        self._finish(slot, result)
+
+    async def _run_async(self, handler: Handler, args: list[Any], slot: _Slot) -> None:
+        try:
+            result = await handler(self.server, self.fd, args)
+        except Exception as exc:
+            result = self._failed(handler, exc)
+        self._finish(slot, result)
+
+    def _failed(self, handler: Handler, exc: Exception) -> Exception:
+        if not isinstance(exc, ReplyError):
+            log.warning(
+                "redis handler %s on connection %d raised %s: %s",
+                getattr(handler, "__qualname__", handler),
+                self.fd,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+        return exc
+
+    def _finish(self, slot: _Slot, result: Any) -> None:
+        if slot.sent is not None:
+            slot.reply = b"".join(slot.sent)
+        else:
+            try:
+                slot.reply = encode(result, self.resp3)
+            except TypeError as exc:
+                log.warning("redis handler reply on connection %d: %s", self.fd, exc)
+                slot.reply = error_reply(exc)
+        if slot.task is not None:  # it finished after suspending: replies may be due now
+            del self.suspended[slot.task]
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the replies at the head of the queue that are complete."""
+        queue = self.queue
+        parts = []
+        while queue and queue[0].reply is not None:
+            parts.append(queue.popleft().reply)
+        transport = self.transport
+        if parts and not transport.is_closing():
+            transport.write(b"".join(parts))
+        if self.closing and not queue:
+            transport.close()
+
+    # -- verbs used by Server -----------------------------------------------------------------------
+    def send(self, data: bytes) -> bool:
+        """Inside a handler: (part of) that command's reply. Elsewhere: out of band, after the
+        replies already due."""
+        if self.transport.is_closing():
+            return False
+        slot = self.current
+        if slot is None and self.suspended:
+            slot = self.suspended.get(asyncio.current_task())  # type: ignore[arg-type]
+        if slot is not None and slot.reply is None:
+            if slot.sent is None:
+                slot.sent = [data]
+            else:
+                slot.sent.append(data)
+            return True
+        if self.paused_writing:
+            return False
+        if self.queue:
+            self.queue.append(_Slot(data))
+        else:
+            self.transport.write(data)
+        return True
+
+    def close(self, reset: bool = False) -> None:
+        """Close after the replies due so far (at once with ``reset``)."""
+        self.closed_by_server = True
+        if reset:
+            self.transport.abort()
+            return
+        self.closing = True
+        if self.current is None and not self.queue:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        """The client reads its replies too slowly: stop reading its commands until it catches up."""
+        super().pause_writing()
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.closing:
+            self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        super().connection_lost(exc)
