@@ -6,7 +6,7 @@ the worker's peak RSS is read, then 10,000 idle connections per worker are opene
 echo) and the server's RSS growth per connection is measured. Contenders alternate rep by rep;
 the section ``tcp_echo`` of bench/RESULTS.md gets the medians and ratios.
 
-    python3 bench/bench_tcp_echo.py [--reps 5] [--duration 5] [--only bare_uvloop,pyswoole]
+    python3 bench/bench_tcp_echo.py [--reps 7] [--duration 3] [--only bare_uvloop,pyswoole]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def contenders(workers: int) -> list[Contender]:
 
 
 def main() -> None:
-    parser = harness.bench_arguments(__doc__.splitlines()[0])
+    parser = harness.bench_arguments(__doc__.splitlines()[0], reps=7, duration=3.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--payload", type=int, default=64, help="bytes per message (after the prefix)")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections per worker (0: skip)")
@@ -155,8 +155,10 @@ def report(samples: dict[str, list[Sample]], args: argparse.Namespace, workers: 
         "- msg/s: round trips per second over all connections; spread: half the range of the reps around "
         "the median; CPU µs/msg: the server's CPU time (all its processes) per round trip, warm-up "
         "included; capacity: bare uvloop's CPU µs/msg over the server's (higher is better), a figure that "
-        "other work on the machine disturbs far less than msg/s; server CPU: its share of one CPU during "
-        "the run; RSS growth per idle connection: of the whole process tree (and of the workers alone), "
+        "other work on the machine disturbs far less than msg/s; server CPU: the share of one CPU its processes "
+        "used (the kernel's network processing is not counted, so it stays well under 100% even when "
+        "the server is saturated; a share that varies a lot between reps means a disturbed run); "
+        "RSS growth per idle connection: of the whole process tree (and of the workers alone), "
         "divided by the connections held, each of which completed one echo first."
     )
     return "\n".join(lines)
