@@ -87,20 +87,37 @@ class RequestParser:
     a longer one is refused before it is all in memory.
     """
 
-    __slots__ = ("_inline", "_multibulk", "_reader", "max_length")
+    __slots__ = ("_inline", "_last_command", "_last_data", "_multibulk", "_reader", "max_length")
 
     def __init__(self, max_length: int = MAX_BULK_LENGTH):
         self._reader = hiredis.Reader()
         self._inline = b""
         self._multibulk = False  # set for good by the first request that starts with "*"
+        self._last_data = b""  # the last multibulk read, and the last command it completed
+        self._last_command: list[bytes] | None = None
         self.max_length = max_length
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Every command completed by ``data`` (an empty list while a request is incomplete)."""
         if self._multibulk:
             self._reader.feed(data)
-            return self._drain([])
+            commands = self._drain([])
+            self._last_data = data
+            self._last_command = commands[-1].copy() if commands else None
+            return commands
         return self._feed_inline(data, [])
+
+    def take_buffer(self) -> bytes | None:
+        """The input of the incomplete request, to continue in another parser; None when that is
+        not known: the C parser keeps a multibulk request's bytes to itself, so only a stream
+        that stopped right after a whole request can move on."""
+        if not self._multibulk:
+            return self._inline
+        last = self._last_command
+        if self._reader.has_data() or last is None:
+            return None
+        request = b"".join([b"*%d\r\n" % len(last), *[bulk(arg) for arg in last]])
+        return b"" if self._last_data.endswith(request) else None
 
     def _drain(self, commands: list[list[bytes]]) -> list[list[bytes]]:
         reader = self._reader

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyswoole
-from pyswoole.constants import BASE, SOCK_TCP
+from pyswoole.constants import PROCESS, SOCK_TCP
 from pyswoole.coroutine.runner import is_async, spawn
 from pyswoole.protocol.resp import (
     MAX_BULK_LENGTH,
@@ -80,7 +80,7 @@ class Server(BaseServer):
         ),
     }
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = BASE, sock_type: int = SOCK_TCP):
+    def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = PROCESS, sock_type: int = SOCK_TCP):
         super().__init__(host, port, mode, sock_type)
         self.handlers: dict[bytes, _Entry] = {b"HELLO": _Entry(_hello, False, False)}
 
@@ -389,6 +389,18 @@ class RedisConnection(StreamConnection):
         self.closing = True
         if self.current is None and not self.queue:
             self.transport.close()
+
+    def release(self, target_worker: int = -1) -> None:
+        """PROCESS mode hand-over: only a client between two requests can move on; one caught
+        in the middle of a multibulk request is closed (clients reconnect)."""
+        if self.parser.take_buffer() is None:
+            log.info("connection %d is in the middle of a request: closed instead of handed over", self.fd)
+            self.close()
+        else:
+            super().release(target_worker)
+
+    def unprocessed_input(self) -> bytes:
+        return self.parser.take_buffer() or b""
 
     def pause_writing(self) -> None:
         """The client reads its replies too slowly: stop reading its commands until it catches up."""
