@@ -166,3 +166,29 @@ def test_graceful_sigterm_runs_worker_stop_and_shutdown(run_server):
     out = server.output()
     assert out.count("worker_stop") == 2 and out.rstrip().endswith("shutdown")
     assert not process_group_alive(server.pid)
+
+
+def test_reload_events_stop_worker_and_status(run_server):
+    server = start(run_server)
+    with connect(server.port) as sock:
+        _, pid = whoami(sock)
+        assert json.loads(ask(sock, b"status")) in (1, 2)  # WORKER_BUSY or WORKER_IDLE
+        assert ask(sock, b"reload") == b"reloading"
+        server.wait_output("after_reload", timeout=15)
+        out = server.output()
+        assert out.index("before_reload") < out.index("after_reload")
+        wait_for(lambda: whoami(sock)[1] != pid, 10)
+        other = 1 - whoami(sock)[0]
+        assert ask(sock, f"stopworker {other}".encode()) == b"True"
+        server.wait_output(f"worker_start {other}", count=3)
+        assert ask(sock, b"still") == b"Server: still"
+
+
+def test_max_memory_recycles_worker_and_keeps_its_connections(run_server):
+    server = start(run_server, {"max_memory": 200 * 1024 * 1024}, workers=1)
+    with connect(server.port) as sock:
+        _, pid = whoami(sock)
+        assert ask(sock, b"grow 300") == b"grown"
+        server.wait_output("max_memory")
+        wait_for(lambda: whoami(sock)[1] != pid, 10)
+        assert ask(sock, b"same connection") == b"Server: same connection"

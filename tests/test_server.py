@@ -206,6 +206,7 @@ def test_cross_worker_send_close_exists_and_connections(run_server):
 
 def test_send_message_reaches_pipe_message(run_server):
     server = start_tcp(run_server)
+    server.wait_output("worker_start", count=2)
     with connect(server.port) as sock:
         me = worker_of(sock)
         other = 1 - me
@@ -254,7 +255,7 @@ def test_backpressure_buffer_full_and_empty(run_server):
 
 
 def test_stats_and_max_request_recycling(run_server):
-    server = start_tcp(run_server, {"worker_num": 1, "max_request": 5})
+    server = start_tcp(run_server, {"worker_num": 1, "max_request": 5, "max_request_grace": 0})
     with connect(server.port) as sock:
         stats = json.loads(ask(sock, b"stats"))
         assert stats["worker_num"] == 1 and stats["connection_num"] == 1 and stats["accept_count"] == 2
@@ -278,6 +279,7 @@ def test_max_conn_refuses_extra_connections(run_server):
 
 def test_sigterm_graceful_and_no_process_left(run_server):
     server = start_tcp(run_server)
+    server.wait_output("worker_start", count=2)
     with connect(server.port) as sock:
         assert ask(sock, b"x") == b"Server: x"
         server.signal(signal.SIGTERM)

@@ -75,6 +75,9 @@ class Supervisor:
         self._wakeup_r = self._wakeup_w = -1
         self._previous_handlers: dict[int, object] = {}
         self._watched: dict[int, Callable[[], None]] = {}
+        self._reloading: set[int] = set()  # pids of replaced children still running
+        self.before_reload: Callable[[], None] | None = None
+        self.after_reload: Callable[[], None] | None = None
         self.pid = os.getpid()
 
     # -- configuration -------------------------------------------------------------------------
@@ -199,6 +202,11 @@ class Supervisor:
             return
         names = set(self.groups if groups is None else groups)
         old = [c for c in self.children.values() if c.group.name in names and not c.replaced]
+        if not old:
+            return
+        if self.before_reload is not None:
+            self.before_reload()
+        self._reloading.update(c.pid for c in old)
         for child in old:
             child.replaced = True
             self.spawn(child.group, child.id)
@@ -246,6 +254,10 @@ class Supervisor:
                     self.on_exit(child, code, signo)
                 except Exception:
                     log.exception("exit hook failed for %s %d", child.group.name, child.id)
+            if pid in self._reloading:
+                self._reloading.discard(pid)
+                if not self._reloading and self.after_reload is not None:
+                    self.after_reload()
             if not self.stopping and not child.replaced:
                 young = time.monotonic() - child.started < self.MIN_LIFETIME and (code or signo)
                 due = time.monotonic() + (self.MIN_LIFETIME if young else 0.0)

@@ -50,6 +50,8 @@ EVENTS: dict[str, int] = {
     "buffer_empty": 2,
     "task": 4,  # or 2 with task_enable_coroutine: (server, task)
     "finish": 3,
+    "before_reload": 1,
+    "after_reload": 1,
 }
 
 
@@ -211,6 +213,8 @@ class Server:
                     port.close()
         supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
         self._manager_mailbox = Mailbox(self._namespace)
+        supervisor.before_reload = lambda: call_blocking(self.callbacks.get("before_reload"), self)
+        supervisor.after_reload = lambda: call_blocking(self.callbacks.get("after_reload"), self)
         supervisor.add_group("worker", self.setting["worker_num"], self._run_worker)
         if self.setting["task_worker_num"]:
             supervisor.add_group("task", self.setting["task_worker_num"], self._run_task_worker, reload_signal=signal.SIGUSR2)
@@ -275,6 +279,51 @@ class Server:
         else:
             os.kill(self.manager_pid, signal.SIGUSR1)
         return True
+
+    def stop(self, worker_id: int = -1, wait_event: bool = False) -> bool:
+        """Stop worker ``worker_id`` (this one by default) gracefully; the manager replaces it."""
+        registry = self._registry
+        if registry is None:
+            return False
+        if worker_id < 0 or worker_id == self.worker_id:
+            if self._worker is None:
+                return False
+            self._worker.stop()
+            return True
+        row = registry.worker(worker_id)
+        if not row or not row["pid"]:
+            return False
+        try:
+            os.kill(row["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def get_worker_status(self, worker_id: int = -1) -> int | list[int] | bool:
+        """``WORKER_BUSY``/``WORKER_IDLE``/``WORKER_EXIT`` of one worker, or of all with -1 from
+        outside a worker."""
+        if self._registry is None:
+            return False
+        if worker_id < 0 and self.worker_id >= 0:
+            worker_id = self.worker_id
+        if worker_id < 0:
+            total = self.setting["worker_num"] + self.setting["task_worker_num"]
+            return [(self._registry.worker(i) or {}).get("status", 0) for i in range(total)]
+        row = self._registry.worker(worker_id)
+        return row["status"] if row else False
+
+
+    def get_manager_pid(self) -> int:
+        return self.manager_pid
+
+    def get_master_pid(self) -> int:
+        return self.master_pid
+
+    def get_worker_id(self) -> int:
+        return self.worker_id
+
+    def get_worker_pid(self) -> int:
+        return self.worker_pid
 
     # -- connections ---------------------------------------------------------------------------
     def _local(self, fd: int) -> StreamConnection | None:

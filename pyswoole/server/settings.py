@@ -53,6 +53,8 @@ SETTINGS: dict[str, Setting] = {
     "worker_num": Setting(INT, None, _positive),
     "reactor_num": Setting(INT, None, _positive),
     "max_request": Setting(INT, 0, _not_negative),
+    "max_request_grace": Setting(INT, None, _not_negative),
+    "max_memory": Setting(INT, 0, _not_negative),
     "max_wait_time": Setting(NUMBER, 3.0, _not_negative),
     "enable_coroutine": Setting(BOOL, True),
     "dispatch_mode": Setting(INT, 2, lambda v: None if 1 <= v <= 5 else "must be 1 to 5"),

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import pickle
+import random
 import signal
 import socket
 import struct
@@ -43,6 +44,12 @@ FD_FLAG = struct.Struct("!QB")
 WORKER_ID = struct.Struct("!i")
 
 
+def resident_memory(pid: int | str = "self") -> int:
+    """Resident set size of a process in bytes (from /proc)."""
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A uvloop loop when uvloop is installed, else asyncio's default."""
     try:
@@ -64,6 +71,11 @@ class Worker:
         self.datagram_endpoints: list[tuple[Any, DatagramEndpoint]] = []
         self.request_count = 0
         self.max_request = self.settings["max_request"]
+        if self.max_request:  # jitter, so that workers started together do not recycle together
+            grace = self.settings["max_request_grace"]
+            grace = self.max_request // 2 if grace is None else grace
+            self.max_request += random.randint(0, grace) if grace > 0 else 0
+        self.max_memory = self.settings["max_memory"]
         self.process_mode = server.mode == PROCESS
         self.clock = int(time.time())
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -77,6 +89,7 @@ class Worker:
     def run(self) -> int:
         Timer._reset_after_fork()
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the manager decides; a terminal ^C reaches all
+        signal.signal(signal.SIGTERM, lambda signo, frame: self.stop())  # until the loop takes over
         self.loop = loop = new_event_loop()
         asyncio.set_event_loop(loop)
         try:
@@ -90,6 +103,8 @@ class Worker:
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         self._stopped = loop.create_future()
+        if self._stopping:  # asked to stop while starting
+            self._stopped.set_result(None)
         loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.mailbox = Mailbox(self.server._namespace, self._on_message)
         self.mailbox.attach(loop)
@@ -134,10 +149,11 @@ class Worker:
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
 
-    def recycle(self) -> None:
-        """``max_request`` reached: stop gracefully; the manager starts a fresh worker."""
+    def recycle(self, reason: str = "") -> None:
+        """``max_request`` or ``max_memory`` reached: stop gracefully; the manager starts a fresh
+        worker (in PROCESS mode it adopts this one's connections)."""
         if not self._stopping:
-            log.info("worker %d reached max_request %d: restarting", self.worker_id, self.max_request)
+            log.info("worker %d restarting: %s", self.worker_id, reason or f"max_request {self.max_request} reached")
             self.stop()
 
     async def _shutdown(self) -> None:
@@ -197,6 +213,10 @@ class Worker:
     def _tick_clock(self) -> None:
         self.clock = int(time.time())
         self.publish_stats()
+        if self.max_memory:
+            rss = resident_memory()
+            if rss > self.max_memory:
+                self.recycle(f"resident memory {rss} bytes over max_memory {self.max_memory}")
 
     def publish_stats(self) -> None:
         self.registry.set_worker(

@@ -23,6 +23,9 @@ server = Server(host, port, mode=mode, sock_type=sock_type)
 server.set({"worker_num": 2, **settings})
 
 
+ballast = b""
+
+
 def say(*parts):
     print(*parts, flush=True)
 
@@ -50,6 +53,16 @@ def on_worker_error(server, worker_id, worker_pid, exit_code, signal):
 @server.on("shutdown")
 def on_shutdown(server):
     say("shutdown")
+
+
+@server.on("before_reload")
+def on_before_reload(server):
+    say("before_reload")
+
+
+@server.on("after_reload")
+def on_after_reload(server):
+    say("after_reload")
 
 
 @server.on("connect")
@@ -115,6 +128,14 @@ async def answer(server, fd, data):
             sent += 1
         reply = None
         say("flood_stopped", sent)
+    elif command == "stopworker":
+        reply = str(server.stop(int(args[0])))
+    elif command == "status":
+        reply = json.dumps(server.get_worker_status(int(args[0]) if args else -1))
+    elif command == "grow":
+        global ballast
+        ballast = bytearray(int(args[0]) * 1024 * 1024)
+        reply = "grown"
     elif command == "reload":
         server.reload()
         reply = "reloading"
@@ -129,7 +150,7 @@ async def answer(server, fd, data):
 async def on_receive(server, fd, reactor_id, data):
     if data[:1].isalpha() and data.split()[0].decode(errors="replace") in {
         "whoami", "info", "conns", "send", "close", "exists", "bind", "stats", "pipe", "boom", "sleep", "flood", "shutdown",
-        "reload",
+        "reload", "stopworker", "status", "grow",
     }:
         await answer(server, fd, data)
     else:
