@@ -107,12 +107,12 @@ def test_echo_client_rejects_altered_replies() -> None:
     harness.build_echo_client()
     with tampering_server(change_reply=True) as port:
         with pytest.raises(BenchError, match="no connection could be set up"):
-            harness.echo_load(port, connections=3, duration=0.3, warmup=0)
+            harness.echo_load(port, connections=3, duration=0.2, warmup=0)
         # raw mode checks the reply length only
-        result = harness.echo_load(port, mode="raw", payload=68, connections=3, duration=0.3, warmup=0)
+        result = harness.echo_load(port, mode="raw", payload=68, connections=3, duration=0.2, warmup=0)
         assert result["errors"] == 0 and result["msgs"] > 0
     with tampering_server(change_reply=False) as port:
-        result = harness.echo_load(port, connections=3, duration=0.3, warmup=0)
+        result = harness.echo_load(port, connections=3, duration=0.2, warmup=0)
         assert result["errors"] == 0 and result["msgs"] > 0
 
 
@@ -155,12 +155,12 @@ def test_echo_client_websocket_mode_against_websockets_library(
 
 def test_broadcast_mode_times_delivery_to_every_connection(websockets_server: harness.RunningServer) -> None:
     port = websockets_server.contender.port
-    result = harness.broadcast_load(port, path="/chat", connections=200, rounds=3, payload=200, interval=0.01)
-    assert result["connected"] == 200 and result["errors"] == 0 and result["rounds_completed"] == 3
+    result = harness.broadcast_load(port, path="/chat", connections=50, rounds=3, payload=200, interval=0.01)
+    assert result["connected"] == 50 and result["errors"] == 0 and result["rounds_completed"] == 3
     assert 0 < result["first_median_ms"] <= result["median_ms"] <= result["max_ms"]
     with pytest.raises(BenchError, match="'rounds_completed': 0"):
         # an echo answers the sender only: the round cannot complete
-        harness.broadcast_load(port, path="/", connections=2, rounds=1, round_timeout=0.3)
+        harness.broadcast_load(port, path="/", connections=2, rounds=1, round_timeout=0.1)
 
 
 def test_idle_connections_are_held_until_released(echo_server: harness.RunningServer) -> None:
@@ -227,13 +227,12 @@ def test_bare_http_server_pipelining_keep_alive_and_bad_requests(http_server: ha
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (bench/setup.sh installs it)")
 def test_wrk_load_measures_the_bare_http_server(http_server: harness.RunningServer) -> None:
     url = f"http://127.0.0.1:{http_server.contender.port}/"
-    plain = harness.wrk_load(url, connections=4, duration=1, warmup=0)
-    pipelined = harness.wrk_load(url, connections=4, duration=1, warmup=0, pipeline=8)
-    for result in (plain, pipelined):
-        assert result["errors"] == 0 and result["requests"] > 1000
-        assert result["requests_per_s"] == pytest.approx(result["requests"] / result["seconds"])
-    assert 0 < plain["p50_us"] <= plain["p99_us"]
-    assert pipelined["requests"] > plain["requests"]  # 8 requests per round trip
+    result = harness.wrk_load(url, connections=4, duration=1, warmup=0, pipeline=8, server=http_server)
+    assert result["errors"] == 0 and result["requests"] > 1000
+    assert result["requests_per_s"] == pytest.approx(result["requests"] / result["seconds"])
+    assert 0 < result["server_us_per_request"] < 1000
+    # wrk's latency histogram is broken with pipelining: no figures rather than wrong ones
+    assert result["p50_us"] is None or 0 < result["p50_us"] <= result["p99_us"]
 
 
 def test_redis_benchmark_load_measures_redis_server() -> None:
@@ -263,7 +262,7 @@ def test_running_server_stops_its_whole_process_tree() -> None:
         assert harness.worker_processes(tree) == [tree[1]]
         assert server.rss_kib() == sum(p.rss_kib for p in tree)
     finally:
-        server.stop(grace=0.5)
+        server.stop(grace=0.2)
     for info in tree:
         assert harness.process_info(info.pid) is None or harness._is_zombie(info.pid)
 
