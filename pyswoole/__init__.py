@@ -25,6 +25,7 @@ from pyswoole.constants import (
     SSL,
 )
 from pyswoole.server import Port, Server, SettingsError
+from pyswoole.shm import Atomic, AtomicLong, Lock, Table, TableFullError
 from pyswoole.timer import Timer
 
 __version__ = "0.1.0"
@@ -52,8 +53,13 @@ __all__ = [
     "SOCK_UNIX_DGRAM",
     "SOCK_UNIX_STREAM",
     "SSL",
+    "Atomic",
+    "AtomicLong",
+    "Lock",
     "Port",
     "Server",
     "SettingsError",
+    "Table",
+    "TableFullError",
     "Timer",
 ]

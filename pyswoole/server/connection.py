@@ -31,6 +31,8 @@ class StreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "adopted",
+        "bytes_in",
+        "bytes_out",
         "closed_by_server",
         "fd",
         "framer",
@@ -63,6 +65,8 @@ class StreamConnection(asyncio.Protocol):
         self.adopted = False  # PROCESS mode: taken over from another worker (no connect event)
         self.released = False  # PROCESS mode: being handed back to the master
         self.release_target = -1
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     # -- asyncio Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -80,9 +84,10 @@ class StreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         worker = self.worker
+        self.bytes_in += len(data)
         if self.last_time != worker.clock:
             self.last_time = worker.clock
-            worker.registry.touch(self.fd, self.last_time)
+            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
         receive = self.receive
         if receive is None:
             return
@@ -131,6 +136,7 @@ class StreamConnection(asyncio.Protocol):
     def send(self, data: bytes) -> bool:
         if self.paused_writing or self.transport.is_closing():
             return False
+        self.bytes_out += len(data)
         self.transport.write(data)
         return True
 

@@ -26,6 +26,9 @@ _CONNECTION_COLUMNS = (
     ("connect_time", Table.TYPE_INT, 0),
     ("last_time", Table.TYPE_INT, 0),
     ("uid", Table.TYPE_INT, 0),
+    ("websocket_status", Table.TYPE_INT, 0),
+    ("recv_bytes", Table.TYPE_INT, 0),
+    ("sent_bytes", Table.TYPE_INT, 0),
 )
 
 _WORKER_COLUMNS = (
@@ -81,14 +84,21 @@ class Registry:
     def get(self, fd: int) -> dict[str, Any] | None:
         return self.connections.get(str(fd))
 
-    def touch(self, fd: int, last_time: int) -> None:
-        self.connections.set(str(fd), {"last_time": last_time})
+    def touch(self, fd: int, last_time: int, recv_bytes: int, sent_bytes: int) -> None:
+        """The owner's once-a-second update of a live connection's activity."""
+        self.connections.set(str(fd), {"last_time": last_time, "recv_bytes": recv_bytes, "sent_bytes": sent_bytes})
+
+    def set_websocket_status(self, fd: int, status: int) -> None:
+        """Called by the owner of a live connection (0 none, 1 handshake, 2 active, 3 closing)."""
+        self.connections.set(str(fd), {"websocket_status": status})
 
     def bind(self, fd: int, uid: int) -> bool:
         key = str(fd)
         if not self.connections.exists(key):
             return False
         self.connections.set(key, {"uid": uid})
+        if not self.connections.exists(key):  # closed meanwhile: do not leave a dead row behind
+            self.connections.delete(key)
         return True
 
     def fds(self) -> Iterator[int]:

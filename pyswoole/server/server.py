@@ -396,7 +396,8 @@ class Server:
         if row is None:
             return None
         conn = self._local(fd)
-        last_time = conn.last_time if conn is not None else row["last_time"]
+        if conn is not None:
+            row.update(last_time=conn.last_time, recv_bytes=conn.bytes_in, sent_bytes=conn.bytes_out)
         return {
             "server_port": row["server_port"],
             "server_fd": row["server_fd"],
@@ -404,10 +405,13 @@ class Server:
             "remote_ip": row["remote_ip"],
             "remote_port": row["remote_port"],
             "connect_time": row["connect_time"],
-            "last_time": last_time,
+            "last_time": row["last_time"],
             "worker_id": row["worker_id"],
             "reactor_id": row["worker_id"],
             "uid": row["uid"],
+            "websocket_status": row["websocket_status"],
+            "recv_bytes": row["recv_bytes"],
+            "sent_bytes": row["sent_bytes"],
         }
 
     getClientInfo = get_client_info
