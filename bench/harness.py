@@ -120,7 +120,7 @@ class ProcessInfo:
     cmdline: str
     rss_kib: int
     peak_rss_kib: int
-    cpu_seconds: float  # user + system time consumed so far
+    cpu_seconds: float  # CPU time consumed so far, all threads
 
 
 def process_info(pid: int) -> ProcessInfo | None:
@@ -143,28 +143,41 @@ def process_info(pid: int) -> ProcessInfo | None:
         cmdline=cmdline,
         rss_kib=int(memory.get("VmRSS", 0)),
         peak_rss_kib=int(memory.get("VmHWM", 0)),
-        cpu_seconds=(int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+        cpu_seconds=_cpu_seconds(pid, fields),
     )
+
+
+def _cpu_seconds(pid: int, stat_fields: list[str]) -> float:
+    """CPU time of a process: the nanosecond run times of its threads (/proc/PID/task/*/schedstat),
+    or utime + stime from /proc/PID/stat (10 ms ticks) where schedstat is missing."""
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        return (int(stat_fields[11]) + int(stat_fields[12])) / CLOCK_TICKS
 
 
 def process_tree(root_pid: int) -> list[ProcessInfo]:
     """The root process and all its descendants (root first); empty when the root is gone."""
-    infos = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            info = process_info(int(entry))
-            if info is not None:
-                infos[info.pid] = info
-    if root_pid not in infos:
-        return []
-    children: dict[int, list[int]] = {}
-    for info in infos.values():
-        children.setdefault(info.ppid, []).append(info.pid)
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
     tree, pending = [], [root_pid]
     while pending:
-        pid = pending.pop()
-        tree.append(infos[pid])
-        pending.extend(children.get(pid, ()))
+        info = process_info(pending.pop())
+        if info is not None:
+            tree.append(info)
+            pending.extend(children.get(info.pid, ()))
     return tree
 
 

@@ -90,9 +90,9 @@ def test_echo_client_measures_length_framed_echo(echo_server: harness.RunningSer
     assert result["msg_per_s"] == pytest.approx(result["msgs"] / result["seconds"], rel=0.01)
     assert 0 < result["p50_us"] <= result["p99_us"]
     assert result["total_msgs"] > result["msgs"] and result["total_seconds"] > result["seconds"]
-    # the server's CPU cost: a few µs per echo on any machine (clock ticks are 10 ms)
+    # the server's CPU cost: a few µs per echo on any machine
     assert 0.2 < result["server_us_per_msg"] < 1000
-    assert 0.05 < result["server_cpu_share"] < 1.2
+    assert 0 < result["server_cpu_share"] < 1.2
 
 
 def test_echo_client_handles_large_messages(echo_server: harness.RunningServer) -> None:
