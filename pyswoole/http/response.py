@@ -1,0 +1,318 @@
+"""``Response``: Swoole's response object. ``end()`` builds the whole response (head and body) as
+one bytes object and hands it to the connection in one write."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from pyswoole.http import compression
+from pyswoole.protocol.http import DateHeader, header_line, status_line
+
+if TYPE_CHECKING:
+    from pyswoole.http.connection import HttpConnection
+    from pyswoole.http.request import Request
+
+FRESH, STREAMING, ENDED = 0, 1, 2
+LAST_CHUNK = b"0\r\n\r\n"
+#: ``Server`` and ``Date`` lines shared by every response of the process (refreshed each second).
+DATE = DateHeader()
+_CANONICAL: dict[str, str] = {}
+_IGNORED = frozenset(("Content-Length", "Transfer-Encoding"))
+_NO_BODY_STATUS = frozenset((204, 304))
+#: Files up to this size are read and sent with the head in one write; larger ones stream.
+SENDFILE_INLINE = 64 * 1024
+
+
+def canonical(name: str) -> str:
+    """``content-type`` -> ``Content-Type`` (Swoole's header name formatting), cached."""
+    found = _CANONICAL.get(name)
+    if found is None:
+        found = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+        if len(_CANONICAL) < 4096:
+            _CANONICAL[name] = found
+    return found
+
+
+class Response:
+    """The answer to one request. A handler that returns without ``end()`` gets one."""
+
+    __slots__ = (
+        "conn",
+        "detached",
+        "fd",
+        "headers",
+        "keep_alive",
+        "reason",
+        "request",
+        "state",
+        "status_code",
+    )
+
+    def __init__(self, conn: HttpConnection | None, request: Request | None):
+        self.conn = conn
+        self.request = request
+        self.fd = conn.fd if conn is not None else 0
+        self.status_code = 200
+        self.reason: str | None = None
+        self.headers: dict[str, str] | None = None
+        self.keep_alive = request.keep_alive if request is not None else True
+        self.state = FRESH
+        self.detached = False
+
+    # -- head ----------------------------------------------------------------------------------------
+    def status(self, code: int, reason: str | None = None) -> bool:
+        if self.state != FRESH:
+            return False
+        self.status_code = int(code)
+        self.reason = reason
+        return True
+
+    setStatusCode = status
+
+    def header(self, key: str, value: Any, format: bool = True) -> bool:
+        """Set (replace) a response header; ``Content-Length``/``Transfer-Encoding`` are the
+        server's to set and are ignored."""
+        if self.state != FRESH:
+            return False
+        if format:
+            key = canonical(key)
+        if key in _IGNORED:
+            return False
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = {}
+        if type(value) is not str:
+            if isinstance(value, (list, tuple)):
+                headers[key] = "".join(header_line(key, str(v)) for v in value)
+                return True
+            value = str(value)
+        headers[key] = header_line(key, value)
+        if key == "Connection" and value.lower() == "close":
+            self.keep_alive = False
+        return True
+
+    set_header = header
+    setHeader = header
+
+    def cookie(
+        self,
+        name: str,
+        value: str = "",
+        expires: int = 0,
+        path: str = "/",
+        domain: str = "",
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: str = "",
+        priority: str = "",
+        *,
+        encode: bool = True,
+    ) -> bool:
+        """Add a ``Set-Cookie`` header (``value`` is URL-encoded; ``raw_cookie`` does not)."""
+        if self.state != FRESH:
+            return False
+        if not name or any(c in name for c in "=,; \t\r\n\013\014"):
+            raise ValueError(f"invalid cookie name {name!r}")
+        text = quote(value, safe="") if encode else value
+        parts = [f"{name}={text}" if value else f"{name}=deleted"]
+        if not value:
+            parts.append("expires=Thu, 01 Jan 1970 00:00:01 GMT; Max-Age=0")
+        elif expires:
+            parts.append(f"expires={formatdate(expires, usegmt=True)}")
+            parts.append(f"Max-Age={max(0, int(expires - time.time()))}")
+        if path:
+            parts.append(f"path={path}")
+        if domain:
+            parts.append(f"domain={domain}")
+        if secure:
+            parts.append("secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite:
+            parts.append(f"SameSite={samesite}")
+        if priority:
+            parts.append(f"Priority={priority}")
+        line = header_line("Set-Cookie", "; ".join(parts))
+        headers = self.headers
+        if headers is None:
+            headers = self.headers = {}
+        headers["Set-Cookie"] = headers.get("Set-Cookie", "") + line
+        return True
+
+    setCookie = cookie
+
+    def raw_cookie(self, name: str, value: str = "", *args: Any, **kwargs: Any) -> bool:
+        return self.cookie(name, value, *args, encode=False, **kwargs)
+
+    rawCookie = raw_cookie
+
+    def _head(self, extra: str) -> bytes:
+        """Status line, Server/Date, the handler's headers, ``extra`` and the blank line."""
+        code = self.status_code
+        head = status_line(code, self.reason) if self.reason else status_line(code)
+        headers = self.headers
+        if headers is None:
+            head += DATE.line + "Content-Type: text/html\r\n" + extra
+        else:
+            head += DATE.line + "".join(headers.values())
+            if "Content-Type" not in headers and not any(k.lower() == "content-type" for k in headers):
+                head += "Content-Type: text/html\r\n"
+            head += extra
+        if not self.keep_alive:
+            head += "Connection: close\r\n\r\n"
+        elif self.request is not None and self.request.version == "1.0":
+            head += "Connection: keep-alive\r\n\r\n"
+        else:
+            head += "\r\n"
+        return head.encode()
+
+    # -- body ----------------------------------------------------------------------------------------
+    def end(self, data: bytes | str = b"") -> bool:
+        """Send the response (or the last chunk of a streamed one) and finish it."""
+        state = self.state
+        conn = self.conn
+        if state == ENDED or conn is None:
+            return False
+        if type(data) is str:
+            data = data.encode()
+        self.state = ENDED
+        if state == STREAMING:
+            payload = (b"%x\r\n%s\r\n%s" % (len(data), data, LAST_CHUNK)) if data else LAST_CHUNK
+            if self.request is not None and self.request.version == "1.0":
+                payload = data
+            return conn.finish_response(self, payload)
+        code = self.status_code
+        if code in _NO_BODY_STATUS or code < 200:
+            return conn.finish_response(self, self._head(""))
+        options = conn.options
+        if options.compression and len(data) >= options.compression_min_length:
+            data, extra = compression.maybe_compress(self, data, options)
+        else:
+            extra = ""
+        head = self._head(f"{extra}Content-Length: {len(data)}\r\n")
+        if self.request is not None and self.request.method == b"HEAD":
+            return conn.finish_response(self, head)
+        return conn.finish_response(self, head + data)
+
+    def write(self, data: bytes | str) -> bool:
+        """Send a piece of the body now (chunked transfer encoding); False if the connection is gone."""
+        conn = self.conn
+        if self.state == ENDED or conn is None:
+            return False
+        if type(data) is str:
+            data = data.encode()
+        if not data:
+            return True
+        http10 = self.request is not None and self.request.version == "1.0"
+        payload = data if http10 else b"%x\r\n%s\r\n" % (len(data), data)
+        if self.state == FRESH:
+            self.state = STREAMING
+            if http10:
+                self.keep_alive = False
+                payload = self._head("") + payload
+            else:
+                payload = self._head("Transfer-Encoding: chunked\r\n") + payload
+        return conn.write(payload)
+
+    def sendfile(self, filename: str | os.PathLike[str], offset: int = 0, length: int = 0) -> bool:
+        """Send (part of) a file as the whole body; ``length`` 0 means up to the end."""
+        conn = self.conn
+        if self.state != FRESH or conn is None:
+            return False
+        try:
+            fd = os.open(filename, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            if offset < 0 or offset > size:
+                os.close(fd)
+                return False
+            count = size - offset if length <= 0 else min(length, size - offset)
+            headers = self.headers
+            if headers is None or "Content-Type" not in headers:
+                self.header(
+                    "Content-Type", mimetypes.guess_type(str(filename))[0] or "application/octet-stream"
+                )
+            return self.send_file_range(fd, offset, count)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def send_file_range(self, fd: int, offset: int, count: int) -> bool:
+        """Head with ``Content-Length: count``, then ``count`` bytes of open file ``fd`` from
+        ``offset``; takes ownership of ``fd``."""
+        conn = self.conn
+        assert conn is not None
+        self.state = ENDED
+        head = self._head(f"Content-Length: {count}\r\n")
+        if (self.request is not None and self.request.method == b"HEAD") or count == 0:
+            os.close(fd)
+            return conn.finish_response(self, head)
+        if count <= SENDFILE_INLINE:
+            try:
+                body = os.pread(fd, count, offset)
+            finally:
+                os.close(fd)
+            return conn.finish_response(self, head + body)
+        return conn.stream_file(self, head, fd, offset, count)
+
+    def redirect(self, location: str, http_code: int = 302) -> bool:
+        self.status(http_code)
+        self.header("Location", location)
+        return self.end()
+
+    # -- life cycle ------------------------------------------------------------------------------------
+    def detach(self) -> bool:
+        """Keep the connection's turn for this response after the handler returns; finish it later
+        from anywhere in this worker, e.g. with ``Response.create(fd)``."""
+        if self.state == ENDED or self.detached:
+            return False
+        self.detached = True
+        return True
+
+    @classmethod
+    def create(cls, fd: int) -> Response | bool:
+        """A response for connection ``fd`` of this worker (after ``detach()``); False if it is gone."""
+        from pyswoole.http.connection import live_connection
+
+        conn = live_connection(fd)
+        if conn is None:
+            return False
+        active = conn.active
+        if active is not None and active.detached:
+            return active.__class__._adopt(active)
+        return cls(conn, None)
+
+    @staticmethod
+    def _adopt(detached: Response) -> Response:
+        """The response replacing a detached one: same connection turn, fresh head."""
+        response = Response(detached.conn, detached.request)
+        response.keep_alive = detached.keep_alive
+        assert detached.conn is not None
+        detached.conn.active = response
+        detached.state = ENDED
+        return response
+
+    def is_writable(self) -> bool:
+        conn = self.conn
+        return self.state != ENDED and conn is not None and not conn.transport.is_closing()
+
+    isWritable = is_writable
+
+    def close(self) -> bool:
+        """Close the connection without (finishing) the response."""
+        conn = self.conn
+        if conn is None or self.state == ENDED:
+            return False
+        self.state = ENDED
+        conn.close()
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Response fd={self.fd} status={self.status_code} state={self.state}>"
