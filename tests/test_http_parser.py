@@ -60,7 +60,9 @@ def test_corpus_whole_gives_every_request():
     assert EXPECTED[5][4][1:] == ((b"X-Repeated", b"1"), (b"X-Repeated", b"2"))
     assert EXPECTED[6][5] == b"\x00\xff\r\n"
     assert EXPECTED[7][3] is True
-    assert (b"X-Spaces", b"padded   ") in EXPECTED[8][4]  # llhttp keeps trailing spaces; Request.header strips
+    assert (b"X-Spaces", b"padded   ") in EXPECTED[8][
+        4
+    ]  # llhttp keeps trailing spaces; Request.header strips
 
 
 def test_corpus_byte_by_byte_parses_identically():

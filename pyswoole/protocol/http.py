@@ -81,13 +81,13 @@ class RequestParser:
         "_head_size",
         "_parser",
         "_sink",
+        "closed",
+        "error",
         "factory",
         "max_body_size",
         "max_header_size",
         "messages",
         "on_head",
-        "closed",
-        "error",
         "upgrade_data",
     )
 
@@ -137,7 +137,11 @@ class RequestParser:
                 self.messages[-1].upgrade = True
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self._fail(cause if isinstance(cause, HttpError) else HttpError(500, f"parser callback failed: {cause!r}"))
+            self._fail(
+                cause
+                if isinstance(cause, HttpError)
+                else HttpError(500, f"parser callback failed: {cause!r}")
+            )
         except httptools.HttpParserError as exc:
             messages = self.messages
             if messages and not messages[-1].keep_alive and self._current is None:
