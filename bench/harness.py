@@ -210,6 +210,33 @@ def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def answers(request: bytes, reply_prefix: bytes, timeout: float = 1.0) -> Callable[[Contender], bool]:
+    """A ready check for Contender: the server answers ``request`` with a reply starting with
+    ``reply_prefix``, e.g. ``answers(b"PING\\r\\n", b"+PONG")`` or ``answers(http_get("/"), b"HTTP/1.1 200")``.
+    """
+
+    def check(contender: Contender) -> bool:
+        try:
+            with socket.create_connection((contender.host, contender.port), timeout=timeout) as conn:
+                conn.sendall(request)
+                reply = b""
+                while len(reply) < len(reply_prefix):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
+            return False
+        return reply.startswith(reply_prefix)
+
+    return check
+
+
+def http_get(path: str = "/", host: str = "127.0.0.1") -> bytes:
+    """A minimal HTTP/1.1 GET request that asks the server to close the connection afterwards."""
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+
 @dataclass
 class Contender:
     """One server in a comparison: started with ``command`` (which must listen on ``port``).

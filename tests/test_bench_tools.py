@@ -45,7 +45,10 @@ def echo_server() -> Iterator[harness.RunningServer]:
 
 @pytest.fixture(scope="module")
 def http_server() -> Iterator[harness.RunningServer]:
-    with python_contender("test_bare_http", BENCH_DIR / "bare_uvloop_http.py").start() as server:
+    contender = python_contender("test_bare_http", BENCH_DIR / "bare_uvloop_http.py")
+    contender.ready = harness.answers(harness.http_get("/"), b"HTTP/1.1 200 OK\r\n")
+    with contender.start() as server:
+        assert not harness.answers(harness.http_get("/"), b"HTTP/1.1 404")(contender)
         yield server
 
 
@@ -238,7 +241,9 @@ def test_wrk_load_measures_the_bare_http_server(http_server: harness.RunningServ
 def test_redis_benchmark_load_measures_redis_server() -> None:
     port = free_port()
     command = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
-    with Contender("test_redis", command, port, start_timeout=10).start():
+    contender = Contender("test_redis", command, port, ready=harness.answers(b"PING\r\n", b"+PONG"))
+    with contender.start():
+        assert not harness.answers(b"PING\r\n", b"+NOPE")(contender)
         rates = harness.redis_benchmark_load(
             port, tests="ping,set", connections=10, requests=5000, pipeline=4
         )
