@@ -169,7 +169,7 @@ class HttpConnection(StreamConnection):
         if active is not None and active.request is not None and active.state == ENDED:
             _remove_uploads(active.request)
         if self.parser is not None:
-            self.parser._discard_sink()
+            self.parser.discard()
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -3,6 +3,7 @@ stream to temporary files in ``upload_tmp_dir`` (memory stays flat whatever the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -64,8 +65,15 @@ class MultipartSink:
             raise HttpError(400, f"malformed multipart body: {exc}") from None
 
     def close(self) -> None:
-        if self._file is not None:  # the body ended (or the client left) inside a file part
+        if self._file is not None:  # the body ended inside a file part
             self._finish_file(UPLOAD_ERR_PARTIAL)
+
+    def abort(self) -> None:
+        self.close()
+        for info in self.request.files.values():
+            with contextlib.suppress(OSError):
+                os.unlink(info["tmp_name"])
+        self.request.files = None
 
     # -- parser callbacks ------------------------------------------------------------------------------
     def _part_begin(self) -> None:

@@ -40,7 +40,11 @@ class BodySink(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """The body is complete."""
+
+    def abort(self) -> None:
+        """The body will never be complete (bad input, client gone): discard what was kept."""
 
 
 class RawRequest:
@@ -159,17 +163,18 @@ class RequestParser:
     def _fail(self, error: HttpError) -> None:
         self.error = error
         self._current = None
-        self._discard_sink()
+        self.discard()
 
     @property
     def in_message(self) -> bool:
         """True between the first byte of a request and its end."""
         return self._current is not None
 
-    def _discard_sink(self) -> None:
+    def discard(self) -> None:
+        """Abort the body sink of a request that will not complete (the connection is gone)."""
         if self._sink is not None:
             sink, self._sink = self._sink, None
-            sink.close()
+            sink.abort()
 
     # -- httptools callbacks -------------------------------------------------------------------------
     def on_message_begin(self) -> None:
