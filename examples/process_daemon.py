@@ -17,6 +17,7 @@ Fixes:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -31,6 +32,7 @@ def fork_child(parent: int) -> int:
     pid = os.fork()
     if pid == 0:
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the daemon's handler
             die_with_parent(parent)
             while True:
                 time.sleep(5)
@@ -62,9 +64,11 @@ def main() -> None:
             children.discard(pid)
     finally:
         for pid in children:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for pid in children:
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         if pid_file and os.path.exists(pid_file):
             os.unlink(pid_file)
 

@@ -34,6 +34,7 @@ def fork_child(parent: int) -> int:
     pid = os.fork()
     if pid == 0:
         try:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the monitor's handler
             die_with_parent(parent)
             say(f"子进程的进程ID = {os.getpid()}")
             while True:

@@ -195,7 +195,8 @@ def test_process_daemon_detaches_and_keeps_three_children(spawn, tmp_path):
         )
         assert replaced, "the dead child was not replaced"
         os.kill(daemon, signal.SIGTERM)
-        assert eventually(lambda: not running(daemon) and not any(running(pid) for pid in replaced))
+        stopped = eventually(lambda: not running(daemon) and not any(running(pid) for pid in replaced), 10)
+        assert stopped, [(pid, stat(pid)) for pid in (daemon, *replaced)]
         assert eventually(lambda: not pid_file.exists())
     finally:
         kill_tree([daemon, *children_of(daemon)])

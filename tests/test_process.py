@@ -293,6 +293,23 @@ def test_write_to_an_exited_child_fails(started):
     assert p.read() == b""
 
 
+def test_siblings_do_not_hold_each_others_pipes(started):
+    """A child started later must not keep an earlier child's pipe open, or that one never sees EOF."""
+
+    def until_eof(p: Process) -> None:
+        while p.read():
+            pass
+
+    first = Process(until_eof)
+    first_pid = started(first)
+    second_pid = started(Process(lambda p: time.sleep(10)))
+    first.write(b"one message")
+    first.close()
+    assert reap(first_pid) == {"pid": first_pid, "code": 0, "signal": 0}
+    Process.kill(second_pid, signal.SIGKILL)
+    reap(second_pid)
+
+
 def test_pipe_types_are_socket_pairs(started):
     message = Process(lambda p: None)
     stream = Process(lambda p: None, pipe_type=Process.PIPE_STREAM)

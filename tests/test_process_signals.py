@@ -102,6 +102,9 @@ def broken(signo):
 Process.signal(signal.SIGUSR2, broken)
 os.kill(os.getpid(), signal.SIGUSR2)
 print("survived", flush=True)
+Process.signal(signal.SIGINT, hits.append)
+Process.signal(signal.SIGINT, None)  # Python's own SIGINT handler is back
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 Process.signal(signal.SIGUSR1, None)
 os.kill(os.getpid(), signal.SIGUSR1)  # default action again: terminate
 time.sleep(5)

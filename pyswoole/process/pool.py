@@ -89,7 +89,8 @@ class Pool:
     IPC_MSGQUEUE = IPC_MSGQUEUE
     IPC_SOCKET = IPC_SOCKET
 
-    #: IPC_SOCKET: the largest request accepted, and how long a client may take to send it.
+    #: The largest message accepted (IPC_SOCKET requests, IPC_UNIXSOCK messages), and how long an
+    #: IPC_SOCKET client may take to send its request.
     package_max_length = DEFAULT_MAX_LENGTH
     request_timeout = 10.0
 
@@ -257,9 +258,14 @@ class Pool:
 
     def _serve_messages(self) -> int:
         if self.ipc_type == IPC_UNIXSOCK:
-            pipe = self._pipes[self.worker_id][1]
+            inbox = self.get_process()
             while True:
-                self._invoke("message", pipe.recv(1 << 20))
+                try:
+                    message = inbox.read(self.package_max_length)
+                except ValueError as exc:
+                    log.warning("pool worker %d: %s", self.worker_id, exc)
+                    continue
+                self._invoke("message", message)
         if self.ipc_type == IPC_MSGQUEUE:
             assert self._queue is not None
             while (data := self._queue.pop()) is not None:

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,6 +30,8 @@ log = logging.getLogger("pyswoole")
 _SOCKET_TYPES = {1: socket.SOCK_STREAM, 2: socket.SOCK_SEQPACKET}
 _ITIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
 _fallback_queue_key: int | None = None
+#: Started processes whose parent end of the pipe is open here; a new child closes those ends.
+_with_pipes: weakref.WeakSet[Process] = weakref.WeakSet()
 
 
 def _flush_stdio() -> None:
@@ -140,6 +143,7 @@ class Process:
         self.pid = pid
         if child_end is not None:
             child_end.close()
+            _with_pipes.add(self)
         self._pipe = parent_end
         return pid
 
@@ -148,6 +152,11 @@ class Process:
         try:
             try:
                 signals.reset_after_fork()
+                for sibling in list(_with_pipes):
+                    if sibling is not self and sibling._pipe is not None:
+                        sibling._pipe.close()  # so that each sibling's child sees end of file when we are gone
+                        sibling._pipe = None
+                _with_pipes.clear()
                 self.pid = os.getpid()
                 if parent_end is not None:
                     parent_end.close()

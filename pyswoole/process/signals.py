@@ -26,19 +26,25 @@ log = logging.getLogger("pyswoole")
 
 _listeners: dict[int, Callable[[int], Any]] = {}
 _drain_waiters: list[asyncio.Future[None]] = []
+_previous_handlers: dict[int, Any] = {}
 
 
 def set_listener(signo: int, callback: Callable[[int], Any] | None) -> None:
-    """Call ``callback(signo)`` whenever ``signo`` arrives; ``None`` removes the listener."""
+    """Call ``callback(signo)`` whenever ``signo`` arrives; ``None`` removes the listener.
+
+    Removing the last listener of a signal puts back the handler that was there before.
+    """
     if callback is None:
         if _listeners.pop(signo, None) is not None:
-            signal.signal(signo, signal.SIG_DFL)
+            signal.signal(signo, _previous_handlers.pop(signo))
             if not _listeners:
                 _wake_drain_waiters()
         return
     if not callable(callback):
         raise TypeError(f"signal callback must be callable or None, got {type(callback).__name__}")
-    signal.signal(signo, _on_signal)
+    previous = signal.signal(signo, _on_signal)
+    if signo not in _listeners:
+        _previous_handlers[signo] = previous if previous is not None else signal.SIG_DFL
     _listeners[signo] = callback
 
 
@@ -114,7 +120,7 @@ def wait_signals() -> None:
 def reset_after_fork() -> None:
     """In a new child: drop the parent's listeners, its wakeup fd and its running loop."""
     for signo in list(_listeners):
-        signal.signal(signo, signal.SIG_DFL)
+        signal.signal(signo, _previous_handlers.pop(signo))
     _listeners.clear()
     _drain_waiters.clear()
     signal.set_wakeup_fd(-1)
