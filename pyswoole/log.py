@@ -1,9 +1,13 @@
-"""The ``pyswoole`` logger, configured from a server's ``log_level`` and ``log_file`` settings."""
+"""The ``pyswoole`` logger, configured from a server's ``log_level``, ``log_file`` and
+``log_format`` settings, and reopened on SIGRTMIN (so logrotate can move the file away)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +25,21 @@ LEVELS = {
 FORMAT = "[%(asctime)s %(process)d] %(levelname)s %(message)s"
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, pid, message (and the traceback, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def configure(settings: Mapping[str, Any]) -> logging.Logger:
     """Give the ``pyswoole`` logger a handler (stderr or ``log_file``) unless the application did."""
     logger = logging.getLogger("pyswoole")
@@ -28,7 +47,27 @@ def configure(settings: Mapping[str, Any]) -> logging.Logger:
     if not logger.handlers:
         path = settings.get("log_file")
         handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
+        json_lines = settings.get("log_format", "plain") == "json"
+        handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(FORMAT))
         logger.addHandler(handler)
         logger.propagate = False
     return logger
+
+
+def reopen(log_file: str | None, redirect_stdio: bool) -> None:
+    """Reopen the log file after rotation: the logger's file handlers and, for a daemon whose
+    output goes to the log file, descriptors 1 and 2."""
+    for handler in logging.getLogger("pyswoole").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+    if redirect_stdio and log_file:
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)

@@ -116,6 +116,9 @@ class Master:
             loop.add_signal_handler(signo, self.shutdown)
         for signo in (signal.SIGUSR1, signal.SIGUSR2):
             loop.add_signal_handler(signo, os.kill, self.manager_pid, signo)
+        loop.add_signal_handler(signal.SIGRTMIN, self._reopen_logs)
+        control = self.server._control
+        loop.add_reader(control.fileno(), control.on_readable)
         manager_exit = os.pidfd_open(self.manager_pid)  # readable once the manager has exited
         loop.add_reader(manager_exit, self._reap)
         for index, port in enumerate(self.server.ports):
@@ -123,15 +126,21 @@ class Master:
                 loop.add_reader(port.sock.fileno(), self._accept, index)
         self._reap()
         await self._done
+        loop.remove_reader(control.fileno())
         for port in self.server.ports:
             if port.is_stream:
-                loop.remove_reader(port.sock.fileno())
+                loop.remove_reader(port.sock.fileno())  # (again: harmless when already removed)
         for conn in self.connections.values():
             conn.sock.close()
         self.connections.clear()
         self.mailbox.close()
         loop.remove_reader(manager_exit)
         os.close(manager_exit)
+
+    def _reopen_logs(self) -> None:
+        self.server._reopen_logs()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.manager_pid, signal.SIGRTMIN)
 
     def shutdown(self) -> None:
         """Stop the manager (it drains and stops the workers); a second request forces it."""
@@ -141,6 +150,9 @@ class Master:
             return
         self._stopping = True
         self.registry.shutting_down.set(1)
+        for port in self.server.ports:  # stop accepting now: a restarted server may take the port
+            if port.is_stream and port.sock is not None:
+                self.loop.remove_reader(port.sock.fileno())  # type: ignore[union-attr]
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.manager_pid, signal.SIGTERM)
 

@@ -23,6 +23,13 @@ from pyswoole.process.supervisor import Child, Supervisor
 from pyswoole.server import settings as settings_module
 from pyswoole.server.connection import StreamConnection
 from pyswoole.server.master import MSG_WORKER_EXIT, WORKER_PID, Master
+from pyswoole.server.operation import (
+    ControlServer,
+    daemonize,
+    drop_privileges,
+    remove_pid_file,
+    write_pid_file,
+)
 from pyswoole.server.port import PORT_EVENTS, Port
 from pyswoole.server.registry import Registry
 from pyswoole.server.tasks import TaskDispatcher, TaskError, TaskWorker, caller_is_coroutine
@@ -119,6 +126,7 @@ class Server:
         self.taskworker = False
         self._namespace = ""
         self._started = False
+        self._control: ControlServer | None = None
 
     @property
     def port(self) -> int:
@@ -180,16 +188,25 @@ class Server:
         if self._started:
             raise RuntimeError("server already started")
         self._started = True
+        for key in ("pid_file", "log_file"):  # daemons run in /
+            if self.setting[key]:
+                self.setting[key] = os.path.abspath(self.setting[key])
         log_setup.configure(self.setting)
         backlog = self.setting["backlog"]
         for port in self.ports:
             port.bind(backlog)
+        pid_file = self.setting["pid_file"]
+        if self.setting["daemonize"]:
+            daemonize(pid_file, self.setting["log_file"])
         self.master_pid = self.manager_pid = os.getpid()
         self._namespace = f"{self.master_pid}.{secrets.token_hex(4)}"
         worker_num = self.setting["worker_num"]
         task_worker_num = self.setting["task_worker_num"]
         self._registry = Registry(self.setting["max_conn"], worker_num + task_worker_num)
         setproctitle.setproctitle("pyswoole: master")
+        self._control = ControlServer(self)
+        if pid_file:
+            write_pid_file(pid_file)
         try:
             call_blocking(self.callbacks.get("start"), self)
             if self.mode == PROCESS:
@@ -200,8 +217,14 @@ class Server:
             for port in self.ports:
                 port.close()
                 port.unlink()
+            self._control.close()
             call_blocking(self.callbacks.get("shutdown"), self)
+            if pid_file:
+                remove_pid_file(pid_file)
         return True
+
+    def _reopen_logs(self) -> None:
+        log_setup.reopen(self.setting["log_file"], self.setting["daemonize"])
 
     def _run_manager(self) -> int:
         """The manager: supervise workers and task workers, hold the task queue."""
@@ -212,6 +235,17 @@ class Server:
                 if port.is_stream:
                     port.close()
         supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
+        supervisor.SIGNALS = (*Supervisor.SIGNALS, signal.SIGRTMIN)  # type: ignore[misc]
+
+        def reopen_logs() -> None:
+            self._reopen_logs()
+            supervisor.kill_all(signal.SIGRTMIN)
+
+        supervisor.handle_rtmin = reopen_logs  # type: ignore[attr-defined]
+        if self.mode == PROCESS:
+            self._control.close()  # the master answers control requests
+        else:
+            supervisor.watch(self._control.fileno(), self._control.on_readable)
         self._manager_mailbox = Mailbox(self._namespace)
         supervisor.before_reload = lambda: call_blocking(self.callbacks.get("before_reload"), self)
         supervisor.after_reload = lambda: call_blocking(self.callbacks.get("after_reload"), self)
@@ -227,6 +261,9 @@ class Server:
         return 0
 
     def _forget_manager_state(self) -> None:
+        """In a new worker: drop what belongs to the master and manager, take the user/group."""
+        self._control.close()
+        drop_privileges(self.setting["user"], self.setting["group"])
         self._supervisor = None
         self._task_dispatcher = None
         if self._manager_mailbox is not None:

@@ -71,9 +71,14 @@ SETTINGS: dict[str, Setting] = {
     "buffer_output_size": Setting(INT, 2 * 1024 * 1024, _positive),
     "socket_buffer_size": Setting(INT, 8 * 1024 * 1024, _positive),
     "open_tcp_nodelay": Setting(BOOL, True, port=True),
-    # logging
+    # operation
+    "daemonize": Setting(BOOL, False),
+    "pid_file": Setting(STR, None),
+    "user": Setting(STR, None),
+    "group": Setting(STR, None),
     "log_level": Setting(INT, 2, _log_level),
     "log_file": Setting(STR, None),
+    "log_format": Setting(STR, "plain", lambda v: None if v in ("plain", "json") else "must be 'plain' or 'json'"),
     # framing (per port)
     "open_eof_check": Setting(BOOL, False, port=True),
     "open_eof_split": Setting(BOOL, False, port=True),

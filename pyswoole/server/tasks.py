@@ -176,6 +176,7 @@ class TaskWorker:
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop)
+        loop.add_signal_handler(signal.SIGRTMIN, self.server._reopen_logs)
         self.mailbox = Mailbox(self.server._namespace, self._on_message)
         self.mailbox.attach(loop)
         callback = self.server.callbacks.get("worker_start")

@@ -106,6 +106,7 @@ class Worker:
         if self._stopping:  # asked to stop while starting
             self._stopped.set_result(None)
         loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGRTMIN, self.server._reopen_logs)
         self.mailbox = Mailbox(self.server._namespace, self._on_message)
         self.mailbox.attach(loop)
         self.tasks = TaskClient(self.server, self.mailbox, self.worker_id)
