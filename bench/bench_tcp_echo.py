@@ -75,7 +75,7 @@ def main() -> None:
 
     with harness.bench_session(nice=args.nice, revision=args.revision):
         samples = harness.alternate(chosen, args.reps, measure)
-    harness.publish("tcp_echo", report(samples, args, workers), args.no_write)
+    harness.publish("tcp_echo", report(samples, args, workers), args.no_write, samples)
 
 
 def report(samples: dict[str, list[Sample]], args: argparse.Namespace, workers: int) -> str:

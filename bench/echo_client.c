@@ -54,7 +54,7 @@ enum state { ST_CONNECTING, ST_HANDSHAKE, ST_SENDING, ST_RECEIVING, ST_READY, ST
 
 static const char *const mode_names[] = {"length", "raw", "ws", "idle"};
 
-#define HIST_US 100000 /* 1 us buckets up to 100 ms, then one overflow bucket */
+#define HIST_US 1000000 /* 1 us buckets up to 1 s, then one overflow bucket */
 #define HANDSHAKE_BUF 4096
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" /* RFC 6455's example key/accept pair */

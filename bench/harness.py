@@ -957,7 +957,13 @@ def bench_session(nice: int = 0, revision: str | None = None) -> Iterator[None]:
         stop_all_servers()
 
 
-def publish(key: str, body: str, no_write: bool) -> None:
+def publish(
+    key: str, body: str, no_write: bool, samples: Mapping[str, Sequence[Sample]] | None = None
+) -> None:
+    """Write (or with ``no_write`` print) a section; every rep's figures go to bench/out/KEY.json."""
+    if samples is not None:
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        (OUT_DIR / f"{key}.json").write_text(json.dumps(samples, indent=1))
     if no_write:
         print(body)
     else:
