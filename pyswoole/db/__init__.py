@@ -1,7 +1,9 @@
 """Database clients for coroutines: long MySQL connections that reconnect, and connection pools.
 
-See docs/db.md.
+See docs/db.md. ``redis_pool`` is imported on first use, so MySQL users never load redis-py.
 """
+
+from typing import Any
 
 from pyswoole.db.mysql import (
     DISCONNECT_ERRORS,
@@ -10,7 +12,6 @@ from pyswoole.db.mysql import (
     is_disconnect,
     mysql_pool,
 )
-from pyswoole.db.redis import redis_pool
 
 __all__ = [
     "DISCONNECT_ERRORS",
@@ -20,3 +21,11 @@ __all__ = [
     "mysql_pool",
     "redis_pool",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "redis_pool":
+        from pyswoole.db.redis import redis_pool
+
+        return redis_pool
+    raise AttributeError(f"module 'pyswoole.db' has no attribute {name!r}")
