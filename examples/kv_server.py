@@ -86,9 +86,8 @@ def glob_to_regex(pattern: bytes) -> re.Pattern[bytes]:
             out.append(re.escape(pattern[i : i + 1]))
         elif c == b"[":
             end = pattern.find(b"]", i + 1)
-            if end < 0:
-                out.append(re.escape(pattern[i:]))
-                break
+            if end < 0:  # no "]": the class runs to the end of the pattern, as in Redis
+                end = n
             body = pattern[i + 1 : end]
             negate = body.startswith(b"^")
             body = body[1:] if negate else body

@@ -178,3 +178,18 @@ def test_set_handler_checks_names_and_arity():
         server.set_handler("X", lambda fd, args: None)
     with pytest.raises(ValueError, match="set_handler"):
         server.on("receive", lambda *a: None)
+
+
+def test_blank_lines_between_requests_are_skipped_wherever_reads_split():
+    """redis-cli --pipe ends with "\\r\\n" + ECHO: Redis skips the empty line, so must we."""
+    stream = b"".join(multibulk(b"SET", b"k%d" % i, b"v" * i) for i in range(12))
+    tail = b"\r\n\n" + multibulk(b"ECHO", b"magic")
+    for cut in range(1, len(stream)):
+        parser = RequestParser()
+        commands = parser.feed(stream[:cut]) + parser.feed(stream[cut:] + tail)
+        assert len(commands) == 13 and commands[-1] == [b"ECHO", b"magic"], cut
+        assert parser.take_buffer() == b""
+    parser = RequestParser()
+    assert parser.feed(stream) + parser.feed(b"\r\n") + parser.feed(tail) == parse_all([stream, tail[3:]])
+    with pytest.raises(ProtocolError):  # where a request is under way a CR is no blank line
+        RequestParser().feed(b"*2\r\n$3\r\nSET\r\n\r\n$1\r\na\r\n")

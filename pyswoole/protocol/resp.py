@@ -40,6 +40,7 @@ MAX_BULK_LENGTH = 512 * 1024 * 1024
 MAX_INLINE_LENGTH = 64 * 1024
 
 STAR = 0x2A  # b"*"[0]
+BLANK = (b"\r", b"\n")
 
 
 class ProtocolError(ValueError):
@@ -87,25 +88,91 @@ class RequestParser:
     a longer one is refused before it is all in memory.
     """
 
-    __slots__ = ("_inline", "_last_command", "_last_data", "_multibulk", "_reader", "max_length")
+    __slots__ = ("_inline", "_last_command", "_last_data", "_multibulk", "_pending", "_reader", "max_length")
 
     def __init__(self, max_length: int = MAX_BULK_LENGTH):
         self._reader = hiredis.Reader()
         self._inline = b""
         self._multibulk = False  # set for good by the first request that starts with "*"
-        self._last_data = b""  # the last multibulk read, and the last command it completed
-        self._last_command: list[bytes] | None = None
         self.max_length = max_length
+        self._reset_reader_state()
+
+    def _reset_reader_state(self) -> None:
+        self._last_data = b""  # the last multibulk read, the last command it completed, and
+        self._last_command: list[bytes] | None = None  # whether the reader kept unparsed bytes
+        self._pending = False
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Every command completed by ``data`` (an empty list while a request is incomplete)."""
         if self._multibulk:
-            self._reader.feed(data)
-            commands = self._drain([])
-            self._last_data = data
-            self._last_command = commands[-1].copy() if commands else None
-            return commands
+            return self._feed_multibulk(data, [])
         return self._feed_inline(data, [])
+
+    def _feed_multibulk(self, data: bytes, commands: list[list[bytes]]) -> list[list[bytes]]:
+        at_request_start = None
+        if data[:1] in BLANK:  # maybe blank lines between requests (redis-cli --pipe sends one)
+            at_request_start = self._at_request_start()
+        reader = self._reader
+        reader.feed(data)
+        try:
+            commands = self._drain(commands)
+        except ProtocolError as exc:
+            if at_request_start is None:
+                at_request_start = self._at_request_start()
+            rest = self._after_blank_lines(data, exc, at_request_start)
+            if rest is None:
+                raise
+            self._reader = hiredis.Reader()
+            self._reset_reader_state()
+            return self._feed_multibulk(rest, exc.commands) if rest else exc.commands
+        self._pending = reader.has_data()
+        self._last_data = data
+        self._last_command = commands[-1].copy() if commands else None
+        return commands
+
+    def _at_request_start(self) -> bool:
+        """Whether the bytes fed before ended right after a whole request (checked only when
+        it matters: the C parser does not tell)."""
+        last = self._last_command
+        if self._pending:
+            return False
+        if last is None:
+            return not self._last_data
+        request = _request(last)
+        return self._last_data.endswith(request) or request.endswith(self._last_data)
+
+    @staticmethod
+    def _after_blank_lines(data: bytes, exc: ProtocolError, at_request_start: bool) -> bytes | None:
+        """Redis skips empty lines where a request may start; the C parser calls them an error.
+        The input after such blank lines, or None when the error was something else."""
+        text = str(exc)
+        if text not in (
+            'Protocol error: got "\\r" as reply type byte',
+            'Protocol error: got "\\n" as reply type byte',
+        ):
+            return None
+        requests = [_request(command) for command in exc.commands]
+        whole = b"".join(requests)
+        if at_request_start:
+            offset = len(whole) if data.startswith(whole) else -1
+        elif requests:  # the first command began in an earlier read: find where its tail ends
+            first, rest = requests[0], whole[len(requests[0]) :]
+            offset, end = -1, data.find(b"\n")
+            while 0 <= end < len(first):  # the longest tail that fits (shorter ones fit by chance)
+                tail = end + 1
+                after = tail + len(rest)
+                if (
+                    first.endswith(data[:tail])
+                    and data.startswith(rest, tail)
+                    and data[after : after + 1] in BLANK
+                ):
+                    offset = after
+                end = data.find(b"\n", tail)
+        else:
+            return None
+        if offset < 0 or data[offset : offset + 1] not in BLANK:
+            return None
+        return data[offset:].lstrip(b"\r\n")
 
     def take_buffer(self) -> bytes | None:
         """The input of the incomplete request, to continue in another parser; None when that is
@@ -113,11 +180,7 @@ class RequestParser:
         that stopped right after a whole request can move on."""
         if not self._multibulk:
             return self._inline
-        last = self._last_command
-        if self._reader.has_data() or last is None:
-            return None
-        request = b"".join([b"*%d\r\n" % len(last), *[bulk(arg) for arg in last]])
-        return b"" if self._last_data.endswith(request) else None
+        return b"" if self._at_request_start() else None
 
     def _drain(self, commands: list[list[bytes]]) -> list[list[bytes]]:
         reader = self._reader
@@ -165,8 +228,7 @@ class RequestParser:
         if buffer and buffer[0] == STAR:
             self._inline = b""
             self._multibulk = True
-            self._reader.feed(buffer)
-            return self._drain(commands)
+            return self._feed_multibulk(buffer, commands)
         self._inline = buffer
         return commands
 
@@ -245,6 +307,11 @@ OK = Reply(b"+OK\r\n")
 
 def bulk(value: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _request(args: list[bytes]) -> bytes:
+    """A command as a client sends it (a multibulk request)."""
+    return b"".join([b"*%d\r\n" % len(args), *[bulk(arg) for arg in args]])
 
 
 def line_text(text: str | bytes) -> bytes:

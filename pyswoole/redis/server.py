@@ -249,9 +249,10 @@ class RedisConnection(StreamConnection):
 
     def data_received(self, data: bytes) -> None:
         worker = self.worker
+        self.bytes_in += len(data)
         if self.last_time != worker.clock:
             self.last_time = worker.clock
-            worker.registry.touch(self.fd, self.last_time)
+            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
         if self.closing:
             return
         try:
@@ -290,7 +291,9 @@ class RedisConnection(StreamConnection):
             if self.closing:
                 break
         if batch:
-            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            out = batch[0] if len(batch) == 1 else b"".join(batch)
+            self.bytes_out += len(out)
+            self.transport.write(out)
         if error is not None and not self.closing:
             log.warning("closing connection %d from %s:%d: %s", self.fd, *self.remote, error)
             self.closing = True
@@ -299,6 +302,7 @@ class RedisConnection(StreamConnection):
             if queue:
                 queue.append(_Slot(reply))
             else:
+                self.bytes_out += len(reply)
                 self.transport.write(reply)
         if self.closing and not queue:
             self.transport.close()
@@ -353,7 +357,9 @@ class RedisConnection(StreamConnection):
             parts.append(queue.popleft().reply)
         transport = self.transport
         if parts and not transport.is_closing():
-            transport.write(b"".join(parts))
+            out = b"".join(parts)
+            self.bytes_out += len(out)
+            transport.write(out)
         if self.closing and not queue:
             transport.close()
 
@@ -377,6 +383,7 @@ class RedisConnection(StreamConnection):
         if self.queue:
             self.queue.append(_Slot(data))
         else:
+            self.bytes_out += len(data)
             self.transport.write(data)
         return True
 
