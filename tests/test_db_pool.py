@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pyswoole.coroutine.runner import start
 from pyswoole.pool import ConnectionPool, PoolClosedError, PoolError, PoolTimeoutError
 
 
@@ -161,6 +162,52 @@ def test_coroutines_that_acquire_again_and_again_never_exceed_size() -> None:
             results = await asyncio.gather(*(worker(n) for n in range(10)))
             assert results == [[f"{n}.{i}" for i in range(20)] for n in range(10)]
             assert (server.accepted, server.peak, pool.stats()["created"]) == (3, 3, 3)
+            await pool.close()
+
+    run(main())
+
+
+def test_callbacks_started_eagerly_outside_any_task_share_the_pool() -> None:
+    """Server callbacks run eagerly (no asyncio Task until they first suspend): waiting, timing out
+    and being handed a connection must all work there."""
+
+    async def main() -> None:
+        async with EchoServer() as server:
+            pool = ConnectionPool(client_factory(server), size=3, acquire_timeout=2)
+            loop = asyncio.get_running_loop()
+            answers: list[str] = []
+            failures: list[BaseException] = []
+            finished = asyncio.Event()
+
+            async def callback(n: int) -> None:
+                try:
+                    async with pool.acquire() as conn:
+                        answers.append(await conn.ask(str(n)))
+                except BaseException as exc:
+                    failures.append(exc)
+                if len(answers) + len(failures) == 60:
+                    finished.set()
+
+            for n in range(60):
+                loop.call_soon(start, callback(n))
+            await asyncio.wait_for(finished.wait(), 5)
+            assert failures == []
+            assert sorted(answers, key=int) == [str(n) for n in range(60)]
+            assert server.peak == 3
+
+            held = [await pool.get() for _ in range(3)]
+            timed_out: asyncio.Future[BaseException] = loop.create_future()
+
+            async def starved() -> None:
+                try:
+                    await pool.get(timeout=0.05)
+                except BaseException as exc:
+                    timed_out.set_result(exc)
+
+            loop.call_soon(start, starved())
+            assert isinstance(await asyncio.wait_for(timed_out, 2), PoolTimeoutError)
+            for conn in held:
+                pool.put(conn)
             await pool.close()
 
     run(main())
