@@ -28,11 +28,17 @@ def daemonize(pid_file: str | None, log_file: str | None, wait: float = 10.0) ->
     The launching process waits until the daemon has written ``pid_file`` (when there is one),
     then exits 0, so ``pyswoole start -d`` returns once the server is up.
     """
+    previous = read_pid_file(pid_file) if pid_file else None
     if os.fork():
         deadline = time.monotonic() + wait
-        while pid_file and time.monotonic() < deadline and not _pid_file_alive(pid_file):
+
+        def written() -> bool:
+            pid = read_pid_file(pid_file)  # type: ignore[arg-type]
+            return pid is not None and pid != previous and pid_alive(pid)
+
+        while pid_file and time.monotonic() < deadline and not written():
             time.sleep(0.05)
-        os._exit(0 if not pid_file or _pid_file_alive(pid_file) else 1)
+        os._exit(0 if not pid_file or written() else 1)
     os.setsid()
     if os.fork():
         os._exit(0)
@@ -49,11 +55,6 @@ def daemonize(pid_file: str | None, log_file: str | None, wait: float = 10.0) ->
         os.close(fd)
 
 
-def _pid_file_alive(path: str) -> bool:
-    pid = read_pid_file(path)
-    return pid is not None and pid_alive(pid)
-
-
 def read_pid_file(path: str) -> int | None:
     try:
         with open(path) as f:
@@ -63,13 +64,18 @@ def read_pid_file(path: str) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def write_pid_file(path: str) -> None:

@@ -127,6 +127,7 @@ class Server:
         self._namespace = ""
         self._started = False
         self._control: ControlServer | None = None
+        self._on_worker_start: Callable[[Server], None] | None = None  # reloads app code (CLI)
 
     @property
     def port(self) -> int:
@@ -264,6 +265,8 @@ class Server:
         """In a new worker: drop what belongs to the master and manager, take the user/group."""
         self._control.close()
         drop_privileges(self.setting["user"], self.setting["group"])
+        if self._on_worker_start is not None:
+            self._on_worker_start(self)
         self._supervisor = None
         self._task_dispatcher = None
         if self._manager_mailbox is not None:
