@@ -97,7 +97,7 @@ def test_daemon_round_trip_status_reload_with_new_code_and_stop(app):
     app["path"].write_text(source)
     assert cli(app, "reload", str(app["path"])).returncode == 0
     wait_for(lambda: ask(app["port"]).startswith("v2"), 15)
-    version, count, _ = ask(app["port"]).split()
+    _, count, _ = ask(app["port"]).split()
     assert int(count) > int(first[1])
 
     stop = cli(app, "stop", str(app["path"]))
