@@ -129,7 +129,10 @@ def run(args: argparse.Namespace) -> int:
     if args.reload:
         return reload_loop(args)
     server = build_server(args)
-    print(f"pyswoole serve: {args.interface.upper()} {args.target} on http://{args.host}:{server.port}", flush=True)
+    print(
+        f"pyswoole serve: {args.interface.upper()} {args.target} on http://{args.host}:{server.port}",
+        flush=True,
+    )
     server.start()
     return 0
 

@@ -83,6 +83,7 @@ class HttpConnection(StreamConnection):
     """One HTTP/1.1 client connection."""
 
     __slots__ = (
+        "_closed_waiter",
         "_drain_waiter",
         "active",
         "draining",
@@ -114,6 +115,7 @@ class HttpConnection(StreamConnection):
         self.head_since = 0.0
         self.tls = tls
         self._drain_waiter: asyncio.Future | None = None
+        self._closed_waiter: asyncio.Future | None = None
 
     # -- asyncio Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -170,9 +172,9 @@ class HttpConnection(StreamConnection):
             _remove_uploads(active.request)
         if self.parser is not None:
             self.parser.discard()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in (self._drain_waiter, self._closed_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -325,6 +327,14 @@ class HttpConnection(StreamConnection):
         while self.paused_writing and not self.transport.is_closing():
             self._drain_waiter = asyncio.get_running_loop().create_future()
             await self._drain_waiter
+
+    async def wait_closed(self) -> None:
+        """Return once the connection is closed."""
+        if self.transport.is_closing():
+            return
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.get_running_loop().create_future()
+        await self._closed_waiter
 
     def stream_file(self, response: Response, head: bytes, fd: int, offset: int, count: int) -> bool:
         """Send ``head`` then ``count`` bytes of file ``fd``: with ``os.sendfile`` (zero-copy) when

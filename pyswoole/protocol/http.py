@@ -273,12 +273,13 @@ def header_line(name: str, value: str) -> str:
 class DateHeader:
     """``Server`` and ``Date`` lines of every response, rebuilt at most once a second."""
 
-    __slots__ = ("line", "second", "server")
+    __slots__ = ("line", "raw", "second", "server")
 
     def __init__(self, server: str = "pyswoole"):
         self.server = server
         self.second = 0
         self.line = ""
+        self.raw = b""
         self.refresh()
 
     def refresh(self) -> str:
@@ -286,6 +287,7 @@ class DateHeader:
         if now != self.second:
             self.second = now
             self.line = f"Server: {self.server}\r\nDate: {formatdate(now, usegmt=True)}\r\n"
+            self.raw = self.line.encode()
         return self.line
 
 

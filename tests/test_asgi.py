@@ -1,0 +1,269 @@
+"""``pyswoole serve`` with real ASGI applications (FastAPI/Starlette and a raw ASGI app), and the
+same requests against uvicorn giving the same answers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import textwrap
+
+import httpx
+import pytest
+from helpers import free_port, port_open
+
+FASTAPI_APP = textwrap.dedent(
+    """
+    import asyncio, hashlib
+    from contextlib import asynccontextmanager
+    from fastapi import FastAPI, File, Form, Request, Response, UploadFile
+    from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, StreamingResponse
+
+    @asynccontextmanager
+    async def lifespan(app):
+        app.state.started = "yes"
+        yield {"db": "connected"}
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int, q: str | None = None):
+        return {"item_id": item_id, "q": q}
+
+    @app.post("/json")
+    async def post_json(request: Request):
+        data = await request.json()
+        return {"got": data, "n": len(data)}
+
+    @app.get("/stream")
+    async def stream():
+        async def parts():
+            for i in range(5):
+                yield f"chunk{i}\\n".encode()
+                await asyncio.sleep(0.01)
+        return StreamingResponse(parts(), media_type="text/plain")
+
+    @app.post("/upload")
+    async def upload(file: UploadFile = File(...), note: str = Form("")):
+        data = await file.read()
+        return {"filename": file.filename, "size": len(data), "sha": hashlib.sha256(data).hexdigest(), "note": note}
+
+    @app.get("/state")
+    async def state(request: Request):
+        return {"started": app.state.started, "db": request.state.db}
+
+    @app.get("/headers")
+    async def headers(request: Request, response: Response):
+        response.set_cookie("session", "abc", httponly=True)
+        response.headers["X-Echo"] = request.headers.get("x-in", "")
+        return {"path": request.url.path, "query": str(request.query_params), "client": request.client.host}
+
+    @app.get("/redirect")
+    async def redirect():
+        return RedirectResponse("/items/1", status_code=307)
+
+    @app.get("/text")
+    async def text():
+        return PlainTextResponse("plain é", status_code=201)
+
+    @app.get("/empty")
+    async def empty():
+        return Response(status_code=204)
+
+    @app.get("/fail")
+    async def fail():
+        raise RuntimeError("boom in the app")
+    """
+)
+
+RAW_APP = textwrap.dedent(
+    """
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path = scope["path"]
+        if path == "/":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+            await send({"type": "http.response.body", "body": b"Hello, World!"})
+        elif path == "/echo":
+            body = b""
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if not message.get("more_body"):
+                    break
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"!"})
+        elif path == "/noresponse":
+            return
+        elif path == "/half":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        elif path == "/badheader":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\\r\\nSet-Cookie: y")]})
+        elif path == "/scope":
+            import json
+            info = {k: v for k, v in scope.items() if k in ("http_version", "method", "path", "scheme", "root_path")}
+            info["query_string"] = scope["query_string"].decode()
+            info["raw_path"] = scope["raw_path"].decode()
+            info["headers"] = [[k.decode(), v.decode()] for k, v in scope["headers"]]
+            body = json.dumps(info).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+    """
+)
+
+
+def serve(run_server, tmp_path, module: str, source: str, *extra: str, mode: str = "base"):
+    (tmp_path / f"{module}.py").write_text(source)
+    port = free_port()
+    argv = ["-m", "pyswoole.cli.serve", f"{module}:app", "--port", str(port), "--mode", mode, *extra]
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    server = run_server(argv, ready=lambda: port_open(port), env=env)
+    server.url = f"http://127.0.0.1:{port}"
+    return server
+
+
+@pytest.fixture
+def fastapi_server(run_server, tmp_path):
+    return serve(run_server, tmp_path, "fastapi_app", FASTAPI_APP)
+
+
+def test_fastapi_json_stream_upload_state_and_errors(fastapi_server):
+    with httpx.Client(base_url=fastapi_server.url, timeout=10) as c:
+        assert c.get("/items/7", params={"q": "x y"}).json() == {"item_id": 7, "q": "x y"}
+        assert c.get("/items/notanint").status_code == 422
+        assert c.post("/json", json={"a": [1, 2]}).json() == {"got": {"a": [1, 2]}, "n": 1}
+        r = c.get("/stream")
+        assert r.text == "".join(f"chunk{i}\n" for i in range(5))
+        assert r.headers["transfer-encoding"] == "chunked"
+        payload = os.urandom(3 * 1024 * 1024)
+        r = c.post("/upload", files={"file": ("big.bin", payload)}, data={"note": "n1"})
+        assert r.json() == {
+            "filename": "big.bin",
+            "size": len(payload),
+            "sha": hashlib.sha256(payload).hexdigest(),
+            "note": "n1",
+        }
+        assert c.get("/state").json() == {"started": "yes", "db": "connected"}
+        r = c.get("/fail")
+        assert r.status_code == 500
+        assert c.get("/items/1").status_code == 200  # the worker is still serving
+    assert "boom in the app" in fastapi_server.output()
+
+
+def test_raw_asgi_app_scope_and_protocol_errors(run_server, tmp_path):
+    server = serve(run_server, tmp_path, "raw_app", RAW_APP)
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        r = c.get("/")
+        assert r.text == "Hello, World!" and r.headers["content-length"] == "13"
+        assert r.headers["server"] == "pyswoole"
+        assert c.post("/echo", content=b"body").text == "body!"
+        info = c.get("/scope?a=1&b=%20", headers={"X-Mixed-Case": "V"}).json()
+        assert info["method"] == "GET" and info["path"] == "/scope" and info["scheme"] == "http"
+        assert info["query_string"] == "a=1&b=%20" and info["http_version"] == "1.1"
+        assert ["x-mixed-case", "V"] in info["headers"]
+        assert c.get("/noresponse").status_code == 500
+        assert c.get("/badheader").status_code == 500
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.get("/half")  # a body cut short is not passed off as complete
+        assert c.get("/").status_code == 200
+
+
+def test_same_answers_as_uvicorn(run_server, tmp_path):
+    (tmp_path / "diff_app.py").write_text(FASTAPI_APP)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    ours = serve(run_server, tmp_path, "diff_app", FASTAPI_APP)
+    port = free_port()
+    run_server(
+        ["-m", "uvicorn", "diff_app:app", "--port", str(port), "--log-level", "warning"],
+        ready=lambda: port_open(port),
+        env=env,
+    )
+    theirs = f"http://127.0.0.1:{port}"
+    requests = [
+        ("GET", "/items/3?q=a%20b", {}, None),
+        ("GET", "/items/x", {}, None),
+        ("POST", "/json", {"Content-Type": "application/json"}, b'{"k": "v"}'),
+        ("POST", "/json", {"Content-Type": "application/json"}, b"{not json"),
+        ("GET", "/stream", {}, None),
+        ("GET", "/headers?z=1", {"X-In": "hello"}, None),
+        ("GET", "/redirect", {}, None),
+        ("GET", "/text", {}, None),
+        ("GET", "/empty", {}, None),
+        ("HEAD", "/items/3", {}, None),
+        ("GET", "/missing", {}, None),
+        ("DELETE", "/items/3", {}, None),
+    ]
+    compared = ("content-type", "content-length", "set-cookie", "location", "x-echo", "transfer-encoding")
+    with httpx.Client(timeout=10, follow_redirects=False) as c:
+        for method, path, headers, body in requests:
+            a = c.request(method, ours.url + path, headers=headers, content=body)
+            b = c.request(method, theirs + path, headers=headers, content=body)
+            assert a.status_code == b.status_code, (method, path)
+            assert a.content == b.content, (method, path)
+            for name in compared:
+                assert a.headers.get_list(name) == b.headers.get_list(name), (method, path, name)
+
+
+def test_serve_wsgi_rejects_bad_target(tmp_path):
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-m", "pyswoole.cli.serve", "nocolon", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert out.returncode != 0 and "module:app" in out.stderr
+
+
+def test_process_mode_with_two_workers(run_server, tmp_path):
+    server = serve(run_server, tmp_path, "raw_app2", RAW_APP, "--workers", "2", mode="process")
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        for _ in range(10):
+            assert c.get("/").text == "Hello, World!"
+        assert c.post("/echo", content=b"x" * 100_000).content == b"x" * 100_000 + b"!"
+
+
+def test_reload_restarts_on_code_change(run_server, tmp_path):
+    source = RAW_APP.replace(b"Hello, World!".decode(), "Hello, World?")
+    server_file = tmp_path / "reload_app.py"
+    server_file.write_text(source)
+    port = free_port()
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    run_server(
+        [
+            "-m",
+            "pyswoole.cli.serve",
+            "reload_app:app",
+            "--port",
+            str(port),
+            "--reload",
+            "--reload-dir",
+            str(tmp_path),
+        ],
+        ready=lambda: port_open(port),
+        env=env,
+    )
+    assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text == "Hello, World?"
+    server_file.write_text(source.replace("Hello, World?", "Hello, Again!"))
+    os.utime(server_file, (os.path.getmtime(server_file) + 2,) * 2)
+
+    def changed() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=1).text == "Hello, Again!"
+        except httpx.HTTPError:
+            return False
+
+    from helpers import wait_for
+
+    wait_for(changed, 15, message="the server did not restart with the new code")
