@@ -95,7 +95,7 @@ def build_echo_client(force: bool = False) -> Path:
     if compiler is None:
         raise BenchError("gcc is needed to build bench/echo_client.c (apt-get install gcc)")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    temporary = ECHO_CLIENT.with_suffix(".tmp")
+    temporary = ECHO_CLIENT.with_name(f"echo_client.{os.getpid()}.tmp")  # concurrent builds: no clash
     result = subprocess.run(
         [compiler, "-O2", "-Wall", "-Wextra", "-o", str(temporary), str(ECHO_CLIENT_SOURCE)],
         capture_output=True,
@@ -276,15 +276,19 @@ class RunningServer:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', contender.name)}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(
-            pinned(SERVER_CPU, contender.command),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=_server_environment(contender.env),
-            cwd=pyswoole_source,
-            start_new_session=True,
-        )
+        try:
+            self.process = subprocess.Popen(
+                pinned(SERVER_CPU, contender.command),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=_server_environment(contender.env),
+                cwd=pyswoole_source,
+                start_new_session=True,
+            )
+        except BaseException:
+            self._log.close()
+            raise
         self.pid = self.process.pid
         self._known: dict[int, int] = {}  # pid -> start time, of every process seen in the tree
         _running.add(self)
@@ -318,7 +322,8 @@ class RunningServer:
             raise BenchError(f"{self.contender.name} exited with code {code}:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
@@ -338,7 +343,7 @@ class RunningServer:
         return worker_processes(self.tree())
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) consumed so far by the live processes of the tree."""
+        """CPU time consumed so far by the live processes of the tree, in seconds."""
         return sum(p.cpu_seconds for p in self.tree())
 
     def stop(self, grace: float = 5.0) -> None:
@@ -492,8 +497,8 @@ def echo_load(
 
     ``target`` is a port, or a RunningServer: then the server's CPU time over the run is measured
     too, adding ``server_us_per_msg`` (CPU cost per round trip, a figure that other work on the
-    machine disturbs far less than the rate) and ``server_cpu_share`` (below ~0.9: the server was
-    not the bottleneck, or something else ran on its CPU).
+    machine disturbs far less than the rate) and ``server_cpu_share`` (the share of one CPU its
+    processes used; the kernel's softirq network processing is not counted).
     """
     server, port = _target(target)
     if server is not None:
@@ -507,10 +512,8 @@ def echo_load(
     if "error" in result:
         raise BenchError(f"echo_client: {result['error']} ({result})")
     if server is not None:
-        _add_server_cost(
-            result, server.cpu_seconds() - cpu_before, result["total_msgs"], result["total_seconds"]
-        )
-        result["server_us_per_msg"] = result.pop("server_us_per_unit")
+        cpu = server.cpu_seconds() - cpu_before
+        _add_server_cost(result, cpu, "msg", result["total_msgs"], result["total_seconds"])
     return result
 
 
@@ -520,9 +523,12 @@ def _target(target: int | RunningServer) -> tuple[RunningServer | None, int]:
     return None, target
 
 
-def _add_server_cost(result: dict[str, Any], cpu_seconds: float, units: float, seconds: float) -> None:
+def _add_server_cost(
+    result: dict[str, Any], cpu_seconds: float, unit: str, units: float, seconds: float
+) -> None:
+    """Add server_cpu_s, server_us_per_<unit> and server_cpu_share to a load generator's result."""
     result["server_cpu_s"] = cpu_seconds
-    result["server_us_per_unit"] = cpu_seconds / units * 1e6 if units else float("nan")
+    result[f"server_us_per_{unit}"] = cpu_seconds / units * 1e6 if units else float("nan")
     result["server_cpu_share"] = cpu_seconds / seconds if seconds else float("nan")
 
 
@@ -687,8 +693,7 @@ def wrk_load(
     result = run(duration)
     seconds = result["duration_us"] / 1e6
     if server is not None:
-        _add_server_cost(result, server.cpu_seconds() - cpu_before, result["requests"], seconds)
-        result["server_us_per_request"] = result.pop("server_us_per_unit")
+        _add_server_cost(result, server.cpu_seconds() - cpu_before, "request", result["requests"], seconds)
     result["seconds"] = seconds
     result["requests_per_s"] = result["requests"] / seconds if seconds else 0.0
     result["errors"] = result["socket_errors"] + result["status_errors"]
