@@ -625,7 +625,7 @@ def _readline(process: subprocess.Popen[str], timeout: float) -> str:
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
         if not selector.select(timeout):
-            raise BenchError(f"no output from {process.args[3] if len(process.args) > 3 else process.args}")
+            raise BenchError(f"no output within {timeout:.0f} s from {' '.join(map(str, process.args))}")
     line = process.stdout.readline()  # type: ignore[union-attr]
     if not line:
         raise BenchError(f"load generator exited: {process.stderr.read()}")  # type: ignore[union-attr]
@@ -675,7 +675,9 @@ def wrk_load(
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     script = OUT_DIR / "wrk_report.lua"
     if not script.exists() or script.read_text() != WRK_SCRIPT:
-        script.write_text(WRK_SCRIPT)
+        temporary = script.with_name(f"wrk_report.{os.getpid()}.tmp")
+        temporary.write_text(WRK_SCRIPT)
+        temporary.replace(script)
 
     def run(seconds: float) -> dict[str, Any]:
         command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
