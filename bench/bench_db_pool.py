@@ -146,42 +146,85 @@ async def server_connections(admin: MySQLConnection) -> int:
     return int((await admin.query("SHOW GLOBAL STATUS LIKE 'Connections'"))[0]["Value"])
 
 
-async def measure(options: dict[str, Any], names: list[str], args: Any) -> dict[str, list[dict[str, float]]]:
+def cpu_seconds(server_pid: int | None) -> float:
+    """CPU time used so far by this process and by the server (when it is ours to watch).
+
+    Unlike queries/s, CPU per query hardly moves when other work shares the machine."""
+    times = os.times()
+    used = times.user + times.system
+    if server_pid is not None:
+        fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return used
+
+
+async def measure(
+    options: dict[str, Any], names: list[str], args: Any, server_pid: int | None
+) -> dict[str, list[dict[str, float]]]:
     admin = await MySQLConnection(**options).connect()
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for rep in range(-1, args.reps):  # rep -1: warm-up, not recorded
         for name in names:
             run = Run(args.warmup if rep < 0 else args.duration)
             before = await server_connections(admin)
+            cpu_before = cpu_seconds(server_pid)
             started = time.perf_counter()
             await MODES[name](options, run, args)
             elapsed = time.perf_counter() - started
+            cpu = cpu_seconds(server_pid) - cpu_before
             connects = await server_connections(admin) - before
             if rep < 0:
                 continue
-            sample = {"queries_per_s": run.queries / elapsed, "connects_per_query": connects / run.queries}
+            sample = {
+                "queries_per_s": run.queries / elapsed,
+                "cpu_us_per_query": cpu / run.queries * 1e6,
+                "connects_per_query": connects / run.queries,
+            }
             samples[name].append(sample)
-            log(f"rep {rep + 1}/{args.reps} {name}: {sample['queries_per_s']:,.0f} q/s, {connects} connects")
+            log(
+                f"rep {rep + 1}/{args.reps} {name}: {sample['queries_per_s']:,.0f} q/s, "
+                f"{sample['cpu_us_per_query']:,.0f} us CPU/query, {connects} connects"
+            )
     await admin.close()
     return samples
 
 
 def report(samples: dict[str, list[dict[str, float]]], args: Any) -> str:
     middle = medians(samples)
-    base = middle["short"]["queries_per_s"] if "short" in middle else None
+    base = middle.get("short")
     rows = []
     for name, figures in middle.items():
-        rate = figures["queries_per_s"]
+        rate, cpu = figures["queries_per_s"], figures["cpu_us_per_query"]
         rows.append(
             [
                 name,
                 rate,
                 f"±{spread([s['queries_per_s'] for s in samples[name]]) * 100:.0f}%",
+                f"{rate / base['queries_per_s']:.1f}x" if base else "-",
+                cpu,
+                f"±{spread([s['cpu_us_per_query'] for s in samples[name]]) * 100:.0f}%",
+                f"{base['cpu_us_per_query'] / cpu:.1f}x" if base else "-",
                 f"{figures['connects_per_query']:.4f}",
-                f"{rate / base:.1f}x" if base else "-",
             ]
         )
-    table = markdown_table(["mode", "queries/s", "spread", "connects/query", "vs short"], rows)
+    header = [
+        "mode",
+        "queries/s",
+        "spread",
+        "vs short",
+        "CPU µs/query",
+        "spread",
+        "vs short",
+        "connects/query",
+    ]
+    table = markdown_table(header, rows)
+    note = (
+        "CPU µs/query is the CPU time of the client process plus the MariaDB server per query "
+        "(what a query costs the machine; steadier than queries/s when other work shares the VM). "
+        "`short` connects for every query; `long` keeps one connection per coroutine; `pooled` "
+        f"shares {args.pool_size} connections among {args.concurrency} coroutines; `asyncmy` and "
+        "`aiomysql` are the bare drivers with one connection per coroutine."
+    )
     versions = ["asyncmy"] + (["aiomysql"] if "aiomysql" in samples else [])
     parameters = {
         "concurrency": args.concurrency,
@@ -195,6 +238,7 @@ def report(samples: dict[str, list[dict[str, float]]], args: Any) -> str:
             "## MySQL: short vs long vs pooled connections (bench/bench_db_pool.py)",
             environment(packages=versions, tools=[["mariadbd", "--version"]], parameters=parameters),
             table,
+            note,
         ]
     )
 
@@ -241,7 +285,7 @@ def main() -> None:
             password=args.mysql_password,
             db=args.mysql_db,
         )
-        samples = uvloop.run(measure(options, names, args))
+        samples = uvloop.run(measure(options, names, args, server.pid if server else None))
     finally:
         if server is not None:
             server.stop()
