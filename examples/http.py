@@ -16,19 +16,31 @@ that raises gets a 500 while the worker keeps serving.
 
 from __future__ import annotations
 
-import os
 import sys
 
-# This file is named after its seed (http.php); run as a script, its folder comes first on
-# sys.path and "http.py" would shadow the standard library's http package. Drop that entry.
-if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
+if __name__ != "__main__":
+    # This file is named after its seed (http.php). A script run from this folder has the folder
+    # first on sys.path, so ``import http`` (the standard library package) finds this file: hand
+    # the importer the real package instead.
+    import importlib
+    import os
+
+    _here = os.path.dirname(os.path.abspath(__file__))
+    _saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
+    del sys.modules[__name__]
+    try:
+        sys.modules[__name__] = importlib.import_module(__name__)
+    finally:
+        sys.path[:] = _saved
 
 import argparse
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pyswoole.http import Request, Response, Server
+if TYPE_CHECKING:  # imported in main(): this module may be loaded while pyswoole.http imports http
+    from pyswoole.http import Request, Response
 
 
 class Test:
@@ -73,6 +85,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9501)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    from pyswoole.http import Server
 
     server = Server(args.host, args.port)
     server.set({"worker_num": args.workers})
