@@ -353,4 +353,4 @@ def test_blocking_clients_run_concurrently_in_coroutines_with_hooks(thread_serve
     finally:
         runtime.disable_coroutine()
     assert sorted(replies) == sorted(f"Server: {n}".encode() for n in range(20))
-    assert elapsed < 0.9, elapsed
+    assert elapsed < 2.0, elapsed  # one after another: 6 s

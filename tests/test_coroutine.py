@@ -324,13 +324,14 @@ def test_spawn_logs_failures_of_callbacks(caplog):
     async def main() -> None:
         co.spawn(crash)
         task = co.spawn(crash_later)
-        await task
-        assert task.exception() is None
+        await asyncio.wait([task])
+        await asyncio.sleep(0)  # the task's done callback logs
 
     with caplog.at_level(logging.ERROR, "pyswoole"):
         asyncio.run(main())
-    text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "ZeroDivisionError" in text and "LookupError" in text
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("ZeroDivisionError" in m for m in messages) == 1
+    assert sum("LookupError" in m for m in messages) == 1
 
 
 def test_exec_runs_commands_concurrently_and_reports_status():
@@ -348,7 +349,7 @@ def test_exec_runs_commands_concurrently_and_reports_status():
     started = time.monotonic()
     co.run(main)
     elapsed = time.monotonic() - started
-    assert elapsed < 1.5, elapsed
+    assert elapsed < 2.5, elapsed  # one after another: 5 s
     assert {"code": 3, "signal": 0, "output": "out\n"} in results
     assert {"code": 0, "signal": 9, "output": ""} in results
     assert sum(r == {"code": 0, "signal": 0, "output": ""} for r in results) == 10
@@ -385,3 +386,37 @@ def test_dns_files_signals_and_child_processes(tmp_path):
     assert seen["signal"] is True and seen["signal_timeout"] is False
     assert seen["pid"]["code"] == 7 and seen["pid"]["signal"] == 0
     assert seen["pid_timeout"] is False
+
+
+class _HandMadeAwaitable:
+    """Waits on a future through a Python generator (not asyncio's C future iterator)."""
+
+    def __init__(self, fut: asyncio.Future) -> None:
+        self.fut = fut
+
+    def __await__(self):
+        if not self.fut.done():
+            self.fut._asyncio_future_blocking = True
+            yield self.fut
+        return self.fut.result()
+
+
+def test_coroutines_awaiting_other_awaitables_still_resume_cancel_and_defer():
+    out: list[object] = []
+
+    async def waiter(fut: asyncio.Future) -> None:
+        co.defer(out.append, "deferred")
+        out.append(await _HandMadeAwaitable(fut))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        cid = co.go(waiter, fut)
+        loop.call_later(0.01, fut.set_result, "resumed")
+        assert await co.join([cid], 1)
+        early = co.go(waiter, loop.create_future())
+        assert co.cancel(early)
+        assert await co.join([early], 1)
+
+    co.run(main)
+    assert out == ["resumed", "deferred", "deferred"]

@@ -213,3 +213,20 @@ def test_batch_parallel_and_map():
     assert seen["elapsed"] < 0.5
     assert seen["parallel"] is True and seen["distinct"] == 4
     assert seen["map"] == [0, 1, 4, 9, 16]
+
+
+def test_a_channel_outlives_its_loop():
+    chan = co.Channel(1)
+    got: list[object] = []
+
+    async def first() -> None:
+        await chan.push("from the first loop")
+
+    async def second() -> None:
+        got.append(await chan.pop())
+        got.append(await chan.pop(0.01))
+
+    co.run(first)
+    co.run(second)
+    assert got == ["from the first loop", False]
+    assert chan.errCode == co.CHANNEL_TIMEOUT

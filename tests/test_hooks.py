@@ -86,7 +86,7 @@ def test_100_hooked_sleeps_overlap_and_sleep_outside_coroutines_is_unchanged():
 
     elapsed = timed(main)
     assert len(woke) == 100
-    assert 0.5 <= elapsed < 1.0, elapsed
+    assert 0.5 <= elapsed < 1.5, elapsed  # one after another: 50 s
     assert time.sleep is not runtime._orig_sleep
     started = time.monotonic()
     time.sleep(0.1)  # outside any coroutine: blocks as before
@@ -188,7 +188,7 @@ def test_urllib_requests_overlap(slow_http: str):
 
     elapsed = timed(main)
     assert bodies == [b"slept 0.5"] * 50
-    assert elapsed < 1.5, elapsed
+    assert elapsed < 2.0, elapsed  # one after another: 25 s
 
 
 def test_ssl_sockets_are_hooked(run_server: Any, tmp_path: Path):
@@ -236,7 +236,7 @@ def test_ssl_sockets_are_hooked(run_server: Any, tmp_path: Path):
 
     elapsed = timed(main)
     assert bodies == [b"slept 0.5"] * 10
-    assert elapsed < 1.5, elapsed
+    assert elapsed < 2.5, elapsed  # one after another: 5 s
 
 
 def test_accept_connect_and_timeouts_on_hooked_sockets():
@@ -284,7 +284,7 @@ def test_accept_connect_and_timeouts_on_hooked_sockets():
     co.run(main)
     assert seen["reply"] == b"Server: hello"
     assert seen["timeout"] == 2
-    assert 0.05 <= seen["recv_timeout"] < 0.5
+    assert 0.04 <= seen["recv_timeout"] < 0.5
     assert len(ticks) == 5
     sock = socket.socket()
     assert isinstance(sock, socket.socket) and type(sock) is runtime.HookedSocket
@@ -412,7 +412,7 @@ def test_subprocess_calls_run_concurrently():
     elapsed = timed(main)
     assert sorted(outputs) == [f"{n}\n".encode() for n in range(5)]
     assert sorted(codes) == [-1] * 5 + [4] * 5
-    assert elapsed < 1.5, elapsed
+    assert elapsed < 2.0, elapsed  # one after another: 3.5 s
 
 
 def test_hooks_leave_threads_alone():
@@ -449,5 +449,5 @@ def test_plain_server_callbacks_run_in_greenlets_once_hooks_are_on():
     started = time.monotonic()
     asyncio.run(main())
     assert sorted(woke) == list(range(20))
-    assert time.monotonic() - started < 0.6
+    assert time.monotonic() - started < 1.5  # one after another: 4 s
     assert sys.getrefcount(on_receive) < 10

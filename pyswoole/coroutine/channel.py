@@ -7,9 +7,13 @@ buffer, so every wake-up is final and waiters are served in FIFO order.
 
 from __future__ import annotations
 
+import asyncio
 from asyncio import events
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
+
+_get_running_loop = events._get_running_loop
 
 #: ``errCode`` values (Swoole's SWOOLE_CHANNEL_*).
 CHANNEL_OK = 0
@@ -17,33 +21,29 @@ CHANNEL_TIMEOUT = -1
 CHANNEL_CLOSED = -2
 
 
-class _Signal:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-_TIMEOUT: Any = _Signal("TIMEOUT")
-_CLOSED: Any = _Signal("CLOSED")
-
-
-def _expire(fut: Any) -> None:
-    if not fut.done():
-        fut.set_result(_TIMEOUT)
+def _answers(channel: Channel) -> tuple[asyncio.Future, asyncio.Future]:
+    """Finished futures holding True and False, made once per channel on the running loop
+    (shared: awaiting a finished future never suspends)."""
+    loop = _get_running_loop()
+    if loop is None:
+        raise RuntimeError("Channel operations need a running event loop (await them in a coroutine)")
+    done_true, done_false = loop.create_future(), loop.create_future()
+    done_true.set_result(True)
+    done_false.set_result(False)
+    channel._done = (done_true, done_false)
+    return channel._done
 
 
 class Channel:
     """A FIFO of at most ``capacity`` items shared by coroutines.
 
-    ``timeout`` arguments are seconds; a negative value waits forever and 0 does not wait.
-    ``pop`` returns False on timeout or when the channel is closed; ``errCode`` then says which.
+    ``push`` and ``pop`` return futures to await (``await chan.pop()``; in a plain coroutine
+    ``co.await_(chan.pop())``). ``timeout`` arguments are seconds; a negative value waits forever
+    and 0 does not wait. ``pop`` gives False on timeout or when the channel is closed, ``push``
+    False; ``errCode`` then says which.
     """
 
-    __slots__ = ("_closed", "_consumers", "_items", "_producers", "capacity", "errCode")
+    __slots__ = ("_closed", "_consumers", "_done", "_items", "_producers", "_timers", "capacity", "errCode")
 
     def __init__(self, capacity: int = 1) -> None:
         if capacity < 1:
@@ -51,33 +51,49 @@ class Channel:
         self.capacity = capacity
         self.errCode = CHANNEL_OK
         self._items: deque[Any] = deque()
-        self._consumers: deque[Any] = deque()  # futures of waiting pops
-        self._producers: deque[tuple[Any, Any]] = deque()  # (future, item) of waiting pushes
+        self._consumers: deque[asyncio.Future] = deque()  # futures of waiting pops
+        self._producers: deque[tuple[asyncio.Future, Any]] = deque()  # (future, item) of waiting pushes
+        self._timers: dict[asyncio.Future, asyncio.TimerHandle] = {}  # of waiters with a timeout
         self._closed = False
+        self._done: tuple[asyncio.Future, asyncio.Future] | None = None
 
-    async def push(self, data: Any, timeout: float = -1) -> bool:
+    def push(self, data: Any, timeout: float = -1) -> Awaitable[bool]:
         """Put ``data`` in the channel, waiting while it is full; False on timeout or close."""
+        answers = self._done or _answers(self)
         if self._closed:
             self.errCode = CHANNEL_CLOSED
-            return False
+            return answers[1]
         consumers = self._consumers
         while consumers:
             waiter = consumers.popleft()
-            if not waiter.done():
+            if not waiter.done():  # a waiter that timed out or was cancelled is skipped
+                if self._timers:
+                    self._cancel_timer(waiter)
                 waiter.set_result(data)
-                self.errCode = CHANNEL_OK
-                return True
+                self.errCode = 0
+                return answers[0]
         if len(self._items) < self.capacity:
             self._items.append(data)
-            self.errCode = CHANNEL_OK
-            return True
-        return await self._wait(timeout, data, popping=False)
+            self.errCode = 0
+            return answers[0]
+        if timeout == 0:
+            self.errCode = CHANNEL_TIMEOUT
+            return answers[1]
+        loop = answers[0].get_loop()
+        if loop is not _get_running_loop():  # used from another loop than before
+            loop = _answers(self)[0].get_loop()
+        waiter = loop.create_future()
+        if timeout > 0:
+            self._timers[waiter] = loop.call_later(timeout, self._expire, waiter)
+        self._producers.append((waiter, data))
+        return waiter
 
-    async def pop(self, timeout: float = -1) -> Any:
+    def pop(self, timeout: float = -1) -> Awaitable[Any]:
         """Take the oldest item, waiting while the channel is empty; False on timeout or close."""
+        answers = self._done or _answers(self)
         if self._closed:
             self.errCode = CHANNEL_CLOSED
-            return False
+            return answers[1]
         items = self._items
         if items:
             data = items.popleft()
@@ -85,51 +101,56 @@ class Channel:
             while producers:
                 waiter, item = producers.popleft()
                 if not waiter.done():
+                    if self._timers:
+                        self._cancel_timer(waiter)
                     items.append(item)
                     waiter.set_result(True)
                     break
-            self.errCode = CHANNEL_OK
-            return data
-        return await self._wait(timeout, None, popping=True)
-
-    async def _wait(self, timeout: float, item: Any, *, popping: bool) -> Any:
+            self.errCode = 0
+            loop = answers[0].get_loop()
+            if loop is not _get_running_loop():
+                loop = _answers(self)[0].get_loop()
+            ready = loop.create_future()
+            ready.set_result(data)
+            return ready
         if timeout == 0:
             self.errCode = CHANNEL_TIMEOUT
-            return False
-        loop = events.get_running_loop()
+            return answers[1]
+        loop = answers[0].get_loop()
+        if loop is not _get_running_loop():  # used from another loop than before
+            loop = _answers(self)[0].get_loop()
         waiter = loop.create_future()
-        if popping:
-            self._consumers.append(waiter)
-        else:
-            self._producers.append((waiter, item))
-        timer = loop.call_later(timeout, _expire, waiter) if timeout > 0 else None
-        try:
-            result = await waiter
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if result is _TIMEOUT:
+        if timeout > 0:
+            self._timers[waiter] = loop.call_later(timeout, self._expire, waiter)
+        self._consumers.append(waiter)
+        return waiter
+
+    def _cancel_timer(self, waiter: asyncio.Future) -> None:
+        timer = self._timers.pop(waiter, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _expire(self, waiter: asyncio.Future) -> None:
+        self._timers.pop(waiter, None)
+        if not waiter.done():
             self.errCode = CHANNEL_TIMEOUT
-            return False
-        if result is _CLOSED:
-            self.errCode = CHANNEL_CLOSED
-            return False
-        self.errCode = CHANNEL_OK
-        return result
+            waiter.set_result(False)
 
     def close(self) -> bool:
         """Close the channel and wake every waiting producer and consumer (they get False)."""
         if self._closed:
             return False
         self._closed = True
-        for waiter in self._consumers:
-            if not waiter.done():
-                waiter.set_result(_CLOSED)
-        for waiter, _ in self._producers:
-            if not waiter.done():
-                waiter.set_result(_CLOSED)
+        waiting = [*self._consumers, *(waiter for waiter, _ in self._producers)]
         self._consumers.clear()
         self._producers.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for waiter in waiting:
+            if not waiter.done():
+                self.errCode = CHANNEL_CLOSED
+                waiter.set_result(False)
         return True
 
     def length(self) -> int:

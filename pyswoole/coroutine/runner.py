@@ -1,19 +1,21 @@
 """Start callbacks as coroutines, eagerly, and keep the books on every live coroutine.
 
 Swoole runs a new coroutine at once, up to its first suspension. ``spawn`` and ``go`` do the same
-on asyncio: the coroutine is stepped in place, and only one that really suspends gets an
-``asyncio.Task`` (which then continues it with ``yield from``, at C speed). A coroutine that never
-suspends costs no task and no record: its record (cid, parent, context, defers) is made only when
-something asks for it, or when it suspends.
+on asyncio: the coroutine is stepped in place, and only one that really suspends gets a task, a
+``CoTask`` (an ``asyncio.Task`` that carries the coroutine's cid, parent, context and defers and
+continues the coroutine with ``yield from``, at C speed). A coroutine that never suspends costs
+no task and no record: a ``Coroutine`` record is made only if something asks for it (``get_cid``,
+``defer``, ``get_context``, a child coroutine) and is moved into the task if it suspends later.
 
 Which coroutine is running: during an eager step the module global ``_current`` says so; inside a
-task it is looked up from ``asyncio.current_task()``. Plain (non-async) functions run in greenlets
-(see ``bridge``) when given to ``go()``, or to ``spawn()`` once runtime hooks are on.
+task it is ``asyncio.current_task()``. Plain (non-async) functions run in greenlets (see
+``bridge``) when given to ``go()``, or to ``spawn()`` once runtime hooks are on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
 import logging
@@ -31,23 +33,38 @@ CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
 #: Default ``max_coroutine`` (Swoole's default since 4.4).
 DEFAULT_MAX_COROUTINE = 100_000
 
+Defers = list[tuple[Callable[..., Any], tuple]]
+
 
 class CoroutineLimitError(RuntimeError):
     """``go()`` was called while ``max_coroutine`` coroutines are alive."""
 
 
 class Coroutine:
-    """The record of one coroutine, made lazily (see the module docstring)."""
+    """The record of a coroutine that has not suspended (yet), made on demand."""
 
-    __slots__ = ("cid", "context", "coro", "defers", "pcid", "task")
+    __slots__ = ("cid", "context", "defers", "pcid")
+    task: CoTask | None = None
+    coro: Any = None
 
     def __init__(self, cid: int, pcid: int) -> None:
         self.cid = cid
         self.pcid = pcid
-        self.task: asyncio.Task | None = None
-        self.coro: CoroutineABC | None = None
         self.context: dict | None = None
-        self.defers: list[tuple[Callable[..., Any], tuple]] | None = None
+        self.defers: Defers | None = None
+
+
+class CoTask(asyncio.Task):
+    """The task of a coroutine that suspended: itself the coroutine's record (made by ``_suspend``)."""
+
+    __slots__ = ("cid", "context", "coro", "defers", "pcid")
+
+    @property
+    def task(self) -> CoTask:
+        return self
+
+
+Record = Coroutine | CoTask
 
 
 class _Pending:
@@ -58,47 +75,54 @@ class _Pending:
 
 _PENDING: Any = _Pending()
 _current: Any = None  # None, _PENDING or a Coroutine: who runs an eager step right now
-_pending_parent: Coroutine | None = None  # parent of the _PENDING coroutine (None: look it up)
+_pending_parent: Record | None = None  # parent of the _PENDING coroutine (None: the current task)
 _pending_cid = 0  # cid already given out for the _PENDING coroutine by go(), else 0
 _num = 0
 _peak = 0
 _max = DEFAULT_MAX_COROUTINE
 _cids = itertools.count(1)
-_live: dict[int, Coroutine] = {}
-_by_task: dict[asyncio.Task, Coroutine] = {}
+_live: dict[int, Record] = {}
+_current_task = asyncio.current_task
+_BOOKKEEPING = contextvars.Context()  # where done callbacks run: no context copy per task
+_get_running_loop = events._get_running_loop
 #: Set by pyswoole.runtime: run plain callbacks given to spawn() in greenlets too.
 plain_in_greenlet = False
 
 
-def _task_record() -> Coroutine | None:
-    loop = events._get_running_loop()
+def _running_task() -> CoTask | None:
+    loop = _get_running_loop()
     if loop is None:
         return None
-    task = asyncio.current_task(loop)
-    return None if task is None else _by_task.get(task)
+    task = _current_task(loop)
+    return task if type(task) is CoTask else None
+
+
+def _parent_cid(parent: Record | None) -> int:
+    if parent is None:
+        parent = _running_task()
+    return -1 if parent is None else parent.cid
 
 
 def _materialize() -> Coroutine:
     """Make the record of the coroutine in the current eager step."""
     global _current
-    parent = _pending_parent if _pending_parent is not None else _task_record()
-    rec = Coroutine(_pending_cid or next(_cids), -1 if parent is None else parent.cid)
+    rec = Coroutine(_pending_cid or next(_cids), _parent_cid(_pending_parent))
     _live[rec.cid] = rec
     _current = rec
     return rec
 
 
-def current() -> Coroutine | None:
+def current() -> Record | None:
     """The record of the running coroutine, or None outside coroutines."""
     cur = _current
     if cur is _PENDING:
         return _materialize()
     if cur is not None:
         return cur
-    return _task_record()
+    return _running_task()
 
 
-def _finish(rec: Coroutine) -> None:
+def _finish(rec: Record) -> None:
     """The coroutine has ended (returned, raised or was cancelled): run its defers, forget it."""
     global _num, _current
     if rec.defers:
@@ -119,28 +143,27 @@ def _finish(rec: Coroutine) -> None:
             _current = saved
     _num -= 1
     _live.pop(rec.cid, None)
-    if rec.task is not None:
-        _by_task.pop(rec.task, None)
-    rec.context = None
 
 
-def _log_failure(rec: Coroutine, exc: BaseException) -> None:
-    log.error("coroutine %d raised %s: %s", rec.cid, type(exc).__name__, exc, exc_info=exc)
+def _log_failure(rec: Record | None, exc: BaseException) -> None:
+    cid = -1 if rec is None else rec.cid
+    log.error("coroutine %d raised %s: %s", cid, type(exc).__name__, exc, exc_info=exc)
 
 
 @types.coroutine
-def _resume(rec: Coroutine, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
-    """Continue ``coro`` under a Task from the point where it first suspended on ``yielded``.
+def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Continue ``coro`` under its task from the point where it first suspended on ``yielded``.
 
-    ``_park`` advances this generator to its first bare ``yield`` before the Task sees it, so an
-    exception thrown in before the Task's first step (an early cancel) still lands inside the
-    ``try`` and reaches ``coro``, and the coroutine's defers run.
+    ``_suspend`` advances this generator to its first bare ``yield`` (parks it) before the task
+    sees it, so an exception thrown in before the task's first step (an early cancel) still lands
+    inside the ``try``, reaches ``coro`` and lets the defers run. The task is found by its cid.
     """
     try:
         error = None
         try:
             yield  # parked
-            yield yielded
+            if yielded is not None:  # a bare yield (sleep(0)) was already answered by the wait for this step
+                yield yielded
         except BaseException as exc:
             error = exc
         while error is not None:  # thrown in (cancel) while waiting on the first awaitable
@@ -155,28 +178,18 @@ def _resume(rec: Coroutine, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> 
                 error = exc
         return (yield from coro)
     except Exception as exc:
-        _log_failure(rec, exc)
+        _log_failure(_live.get(cid), exc)
         return None
     finally:
-        _finish(rec)
-
-
-def _continue_in_task(
-    rec: Coroutine, coro: CoroutineABC[Any, Any, Any], yielded: Any, name: str
-) -> asyncio.Task:
-    resume = _resume(rec, coro, yielded)
-    resume.send(None)  # park it
-    task = events.get_running_loop().create_task(resume, name=name)
-    rec.task = task
-    rec.coro = coro
-    _by_task[task] = rec
-    return task
+        task = _live.get(cid)
+        if task is not None:
+            _finish(task)
 
 
 def _step(
-    coro: CoroutineABC[Any, Any, Any], cid: int, name: str, rec: Coroutine | None = None
-) -> asyncio.Task | None:
-    """Run ``coro`` as a new coroutine until it first suspends.
+    coro: CoroutineABC[Any, Any, Any], cid: int, name: str | None, rec: Coroutine | None = None
+) -> CoTask | None:
+    """Run ``coro`` as a new coroutine until it first suspends; its task, or None if it finished.
 
     ``cid`` is the cid already given out (0: allocate lazily); ``rec`` an already made record.
     """
@@ -212,16 +225,88 @@ def _step(
             return None
         _finish(rec)
         raise
-    rec = _current if _current is not _PENDING else _materialize()
+    # It suspended: a task takes it over and becomes its record.
+    pending = _current
     _current = prev
-    return _continue_in_task(rec, coro, yielded, name)
+    loop = _get_running_loop()
+    if loop is None:
+        coro.close()
+        raise RuntimeError("a coroutine can only suspend inside a running event loop")
+    if pending is _PENDING:
+        cid = _pending_cid or next(_cids)
+        parent = _pending_parent or _current_task(loop)
+        pcid = parent.cid if type(parent) is CoTask or type(parent) is Coroutine else -1
+        context = defers = None
+    else:
+        cid, pcid, context, defers = pending.cid, pending.pcid, pending.context, pending.defers
+    if yielded is not None and _future_iter is type(None):
+        _learn_future_iter(coro)
+    if yielded is None or _reyieldable(coro, yielded):
+        task = CoTask(coro, loop=loop, name=name)
+        task.add_done_callback(_task_done, context=_BOOKKEEPING)
+    else:
+        resume = _resume(cid, coro, yielded)
+        resume.send(None)  # park it
+        task = CoTask(resume, loop=loop, name=name)
+    task.cid = cid
+    task.pcid = pcid
+    task.context = context
+    task.defers = defers
+    task.coro = coro
+    _live[cid] = task
+    return task
+
+
+def _reyieldable(coro: Any, yielded: Any) -> bool:
+    """Can a task take ``coro`` over as it is? True for a bare ``yield`` (``sleep(0)``) and for an
+    ``await`` on an asyncio future: resumed with ``send(None)`` once its blocking flag is cleared,
+    the future's C iterator yields the future again, so the task's first step waits on it."""
+    if yielded is None:
+        return True
+    if getattr(yielded, "_asyncio_future_blocking", None) is not True:
+        return False
+    inner = coro
+    while (awaited := getattr(inner, "cr_await", None)) is not None:
+        inner = awaited
+    if type(inner) is not _future_iter:
+        return False
+    yielded._asyncio_future_blocking = False
+    return True
+
+
+_future_iter: type = type(None)  # the C FutureIter type, learnt from the first future seen
+
+
+def _learn_future_iter(coro: Any) -> None:
+    global _future_iter
+    inner = coro
+    while (awaited := getattr(inner, "cr_await", None)) is not None:
+        inner = awaited
+    if type(inner).__name__ == "FutureIter":
+        _future_iter = type(inner)
+
+
+def _task_done(task: CoTask) -> None:
+    """Done callback of a task that took a coroutine over: log its failure, run its defers."""
+    global _num
+    try:
+        exc = task.exception()
+    except asyncio.CancelledError:
+        exc = None
+    if exc is not None:
+        _log_failure(task, exc)
+    if task.defers:
+        _finish(task)
+    else:
+        _num -= 1
+        del _live[task.cid]
 
 
 def start(coro: CoroutineABC[Any, Any, Any], name: str = "callback") -> asyncio.Task | None:
     """Run ``coro`` until it first suspends; return the Task that carries on, or None if it finished.
 
-    An exception is logged with the coroutine's cid and traceback and goes no further: one failing
-    coroutine never disturbs the others.
+    An exception is logged with the coroutine's cid and traceback and disturbs no other coroutine
+    (the task ends with it: ``await task`` re-raises it, ``asyncio.wait`` and ``co.join`` do not).
     """
     return _step(coro, 0, name)
 
@@ -290,7 +375,8 @@ def go(fn: Callable[..., Any], *args: Any) -> int:
     if _num >= _max:
         raise CoroutineLimitError(f"max_coroutine ({_max}) reached: cannot create another coroutine")
     cid = next(_cids)
-    if is_async(fn):
+    code = getattr(fn, "__code__", None)
+    if code.co_flags & CO_COROUTINE if code is not None else is_async(fn):
         coro = fn(*args)
         if type(coro) is not types.CoroutineType:
             raise TypeError(f"{fn!r} did not return a coroutine")
@@ -298,7 +384,7 @@ def go(fn: Callable[..., Any], *args: Any) -> int:
         from pyswoole.coroutine.bridge import run_plain
 
         coro = run_plain(fn, args)
-    _step(coro, cid, f"co-{cid}")
+    _step(coro, cid, None)
     return cid
 
 
@@ -318,16 +404,14 @@ def stats() -> dict[str, int]:
     return {"coroutine_num": _num, "coroutine_peak_num": _peak}
 
 
-def live() -> dict[int, Coroutine]:
+def live() -> dict[int, Record]:
     """Every live coroutine with a record, the current one included."""
     current()
     return _live
 
 
-def backtrace(rec: Coroutine) -> traceback.StackSummary:
-    """The stack of a live coroutine, outermost frame first."""
-    if rec is current():
-        return traceback.StackSummary.extract(traceback.walk_stack(None))[::-1][:-2]
+def backtrace(rec: Record) -> traceback.StackSummary:
+    """The stack of a live coroutine that is not running, outermost frame first."""
     from pyswoole.coroutine.bridge import greenlet_of
 
     frames = []
@@ -336,7 +420,7 @@ def backtrace(rec: Coroutine) -> traceback.StackSummary:
     if glet is not None:  # a plain function: its frames live in the greenlet
         coro = None
         if glet.gr_frame is not None:
-            frames = [fl for fl in traceback.walk_stack(glet.gr_frame)][::-1][1:]
+            frames = list(traceback.walk_stack(glet.gr_frame))[::-1][1:]
     while coro is not None and coro.cr_frame is not None:
         frames.append((coro.cr_frame, coro.cr_frame.f_lineno))
         coro = coro.cr_await if type(coro.cr_await) is types.CoroutineType else None
