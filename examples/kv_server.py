@@ -47,7 +47,6 @@ NOT_INTEGER = ReplyError("ERR value is not an integer or out of range")
 SYNTAX = ReplyError("ERR syntax error")
 OVERFLOW = ReplyError("ERR increment or decrement would overflow")
 OUT_OF_MEMORY = ReplyError("OOM command not allowed when used memory > 'maxmemory'.")
-INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,18}")  # Redis's string2ll: no sign +, spaces or leading zeros
 
 
 def arity(command: str) -> ReplyError:
@@ -59,11 +58,13 @@ def expire_time(command: str) -> ReplyError:
 
 
 def to_int(value: bytes) -> int:
-    """A 64-bit integer spelt exactly as Redis accepts it, else the not-an-integer error."""
-    if INTEGER.fullmatch(value) is None:
-        raise NOT_INTEGER
-    number = int(value)
-    if not INT64_MIN <= number <= INT64_MAX:
+    """A 64-bit integer spelt exactly as Redis accepts it (no sign +, spaces, leading zeros or
+    ``_``: the canonical decimal form), else the not-an-integer error."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise NOT_INTEGER from None
+    if b"%d" % number != value or not INT64_MIN <= number <= INT64_MAX:
         raise NOT_INTEGER
     return number
 
@@ -243,14 +244,16 @@ class Store:
 
     def add(self, key: bytes, amount: int) -> int:
         with self.lock:
-            current = self.string(key, locked=True)
-            number = (0 if current is None else to_int(current)) + amount
+            row = self.row(key, locked=True)
+            if row is None:
+                self.write(key, {"type": STRING_TYPE, "expire": 0, "value": b"%d" % amount})
+                return amount
+            if row["type"] != STRING_TYPE:
+                raise WRONGTYPE
+            number = to_int(row["value"]) + amount
             if not INT64_MIN <= number <= INT64_MAX:
                 raise OVERFLOW
-            if current is None:
-                self.write(key, {"type": STRING_TYPE, "expire": 0, "value": b"%d" % number})
-            else:  # the expiry stays
-                self.write(key, {"value": b"%d" % number})
+            self.table.set(key, {"value": b"%d" % number})  # the expiry stays; 20 bytes always fit
         return number
 
     def mget(self, server, fd, args):

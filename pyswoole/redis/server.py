@@ -12,10 +12,11 @@ import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import pyswoole
 from pyswoole.constants import PROCESS, SOCK_TCP
+from pyswoole.coroutine import runner
 from pyswoole.coroutine.runner import is_async, spawn
 from pyswoole.protocol.resp import (
     MAX_BULK_LENGTH,
@@ -53,8 +54,7 @@ MAP = 6
 Handler = Callable[[Any, int, list[Any]], Any]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     fn: Handler
     is_async: bool
     decode: bool
@@ -232,10 +232,14 @@ class _Slot:
         self.task: asyncio.Task | None = None  # set when the handler suspended
 
 
+#: ``RedisConnection.current`` while a plain handler runs (its reply needs no slot).
+_STEPPING = _Slot()
+
+
 class RedisConnection(StreamConnection):
     """One RESP client connection: parses commands, runs handlers, writes replies in order."""
 
-    __slots__ = ("closing", "current", "handlers", "parser", "queue", "resp3", "suspended")
+    __slots__ = ("closing", "current", "handlers", "parser", "queue", "reply", "resp3", "sent", "suspended")
 
     def __init__(self, worker: Worker, port: Port):
         super().__init__(worker, port)
@@ -245,6 +249,8 @@ class RedisConnection(StreamConnection):
         self.queue: deque[_Slot] = deque()  # replies waiting for an earlier, unfinished one
         self.suspended: dict[asyncio.Task, _Slot] = {}
         self.current: _Slot | None = None  # the command whose handler is stepping right now
+        self.reply = b""  # the reply of the plain handler that just ran (_STEPPING)
+        self.sent: list[bytes] | None = None  # what it sent itself with server.send()
         self.closing = False  # QUIT / close() / protocol error: answer what came before, then close
 
     def data_received(self, data: bytes) -> None:
@@ -264,30 +270,42 @@ class RedisConnection(StreamConnection):
         handlers = self.handlers
         queue = self.queue
         batch = []
+        plain_may_suspend = runner.plain_in_greenlet
+        run = self._run
         for args in commands:
             name = args[0]
             entry = handlers.get(name) or handlers.get(name.upper())
             if entry is None:
-                slot = _Slot(b"-ERR unknown command '%s'\r\n" % line_text(name))
-                task = None
-            else:
-                del args[0]
-                if entry.decode:
-                    args = [arg.decode("utf-8", "surrogateescape") for arg in args]
+                reply = b"-ERR unknown command '%s'\r\n" % line_text(name)
+                if queue:
+                    queue.append(_Slot(reply))
+                else:
+                    batch.append(reply)
+                continue
+            fn, is_async, decode = entry
+            del args[0]
+            if decode:
+                args = [arg.decode("utf-8", "surrogateescape") for arg in args]
+            if is_async or plain_may_suspend:
                 slot = _Slot()
                 self.current = slot
-                if entry.is_async:
-                    task = spawn(self._run_async, entry.fn, args, slot, name="redis")
-                else:
-                    task = spawn(self._run, entry.fn, args, slot, name="redis")
+                task = spawn(self._run_async if is_async else self._run_in_slot, fn, args, slot, name="redis")
                 self.current = None
-            if task is None and not queue:
-                batch.append(slot.reply)
-            else:
-                if task is not None:
-                    slot.task = task
-                    self.suspended[task] = slot
-                queue.append(slot)
+                if task is None and not queue:
+                    batch.append(slot.reply)
+                else:
+                    if task is not None:
+                        slot.task = task
+                        self.suspended[task] = slot
+                    queue.append(slot)
+            else:  # a plain handler finishes in this step: no slot needed unless replies wait
+                self.current = _STEPPING
+                spawn(run, fn, args)
+                self.current = None
+                if queue:
+                    queue.append(_Slot(self.reply))
+                else:
+                    batch.append(self.reply)
             if self.closing:
                 break
         if batch:
@@ -310,7 +328,24 @@ class RedisConnection(StreamConnection):
             worker.recycle()
 
     # -- running handlers ---------------------------------------------------------------------------
-    def _run(self, handler: Handler, args: list[Any], slot: _Slot) -> None:
+    def _run(self, handler: Handler, args: list[Any]) -> None:
+        """A plain handler, run to its end in this step: the reply goes to ``self.reply``."""
+        try:
+            result = handler(self.server, self.fd, args)
+        except Exception as exc:
+            result = self._failed(handler, exc)
+        sent = self.sent
+        if sent is not None:
+            self.sent = None
+            self.reply = b"".join(sent)
+        else:
+            try:
+                self.reply = encode(result, self.resp3)
+            except TypeError as exc:
+                self.reply = self._unencodable(exc)
+
+    def _run_in_slot(self, handler: Handler, args: list[Any], slot: _Slot) -> None:
+        """A plain handler that may suspend (in a greenlet, with runtime hooks on)."""
         try:
             result = handler(self.server, self.fd, args)
         except Exception as exc:
@@ -343,11 +378,14 @@ class RedisConnection(StreamConnection):
             try:
                 slot.reply = encode(result, self.resp3)
             except TypeError as exc:
-                log.warning("redis handler reply on connection %d: %s", self.fd, exc)
-                slot.reply = error_reply(exc)
+                slot.reply = self._unencodable(exc)
         if slot.task is not None:  # it finished after suspending: replies may be due now
             del self.suspended[slot.task]
             self._flush()
+
+    def _unencodable(self, exc: TypeError) -> bytes:
+        log.warning("redis handler reply on connection %d: %s", self.fd, exc)
+        return error_reply(exc)
 
     def _flush(self) -> None:
         """Write the replies at the head of the queue that are complete."""
@@ -370,6 +408,12 @@ class RedisConnection(StreamConnection):
         if self.transport.is_closing():
             return False
         slot = self.current
+        if slot is _STEPPING:
+            if self.sent is None:
+                self.sent = [data]
+            else:
+                self.sent.append(data)
+            return True
         if slot is None and self.suspended:
             slot = self.suspended.get(asyncio.current_task())  # type: ignore[arg-type]
         if slot is not None and slot.reply is None:
