@@ -210,6 +210,11 @@ class RequestParser:
 
     def _feed_inline(self, data: bytes, commands: list[list[bytes]]) -> list[list[bytes]]:
         buffer = self._inline + data
+        if buffer[:1] != b"*" and b"\n*" not in buffer and b'"' not in buffer and b"'" not in buffer:
+            end = buffer.rfind(b"\n")  # fast path: whole lines of plain words (redis-benchmark's PING)
+            if end >= 0:
+                commands += [args for line in buffer[:end].split(b"\n") if (args := line.split())]
+                buffer = buffer[end + 1 :]
         while buffer and buffer[0] != STAR:
             end = buffer.find(b"\n")
             if end < 0:
