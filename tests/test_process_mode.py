@@ -189,6 +189,7 @@ def test_max_memory_recycles_worker_and_keeps_its_connections(run_server):
     with connect(server.port) as sock:
         _, pid = whoami(sock)
         assert ask(sock, b"grow 300") == b"grown"
-        server.wait_output("max_memory")
-        wait_for(lambda: whoami(sock)[1] != pid, 10)
+        server.wait_output("max_memory", timeout=20)
+        sock.settimeout(20)
+        wait_for(lambda: int(ask(sock, b"whoami", timeout=20).split()[1]) != pid, 30)
         assert ask(sock, b"same connection") == b"Server: same connection"

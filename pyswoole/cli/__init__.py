@@ -92,21 +92,26 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_daemon(app: str, server_name: str | None, replace: bool = False) -> subprocess.CompletedProcess:
+def _start_daemon(app: str, server_name: str | None, replacing: int | None = None) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "pyswoole", "start", app, "-d"]
     if server_name:
         argv += ["--server", server_name]
-    if replace:
+    env = dict(os.environ)
+    if replacing:
         argv.append("--replace")
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        env["PYSWOOLE_INHERIT_FROM"] = str(replacing)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    """Zero downtime: the new master listens (SO_REUSEPORT) before the old one stops."""
+    """Zero downtime: the new master takes over the old one's listening sockets, then the old
+    one stops accepting and drains; connections waiting in the backlog go to the new one."""
     source, server = load(args)
     pid_file = server.setting["pid_file"]
     old = read_pid_file(pid_file)
-    result = _start_daemon(source.path, args.server, replace=True)
+    if old is not None and not pid_alive(old):
+        old = None
+    result = _start_daemon(source.path, args.server, replacing=old)
     new = read_pid_file(pid_file)
     if result.returncode != 0 or new is None or new == old:
         print(f"the new server did not start:\n{result.stderr}", file=sys.stderr)

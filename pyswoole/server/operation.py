@@ -3,6 +3,7 @@ that the ``pyswoole`` command line uses to ask a running server for its status."
 
 from __future__ import annotations
 
+import array
 import contextlib
 import grp
 import json
@@ -124,6 +125,7 @@ class ControlServer:
 
     def __init__(self, server: Server):
         self.server = server
+        self.handed_over = False  # the listening sockets went to a restarted server
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(control_address(os.getpid()))
         self.sock.listen(16)
@@ -141,11 +143,24 @@ class ControlServer:
             conn.settimeout(1.0)
             try:
                 request = json.loads(_read_line(conn))
-                answer = self.answer(request.get("command", ""))
+                command = request.get("command", "")
+                if command == "listeners":
+                    self.send_listeners(conn)
+                    return
+                answer = self.answer(command)
             except Exception as exc:
                 answer = {"error": f"{type(exc).__name__}: {exc}"}
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    def send_listeners(self, conn: socket.socket) -> None:
+        """Give our listening sockets to a server replacing us (``pyswoole restart``): it accepts
+        from the very same sockets, so no connection waiting in a backlog is lost."""
+        ports = self.server.ports
+        fds = [p.sock.fileno() for p in ports if p.sock is not None]
+        description = json.dumps([[p.host, p.port, p.type] for p in ports if p.sock is not None]).encode()
+        conn.sendmsg([description + b"\n"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        self.handed_over = True
 
     def answer(self, command: str) -> Any:
         if command == "stats":
@@ -210,6 +225,21 @@ def _read_line(conn: socket.socket, limit: int = 65536) -> bytes:
             break
         data += chunk
     return data
+
+
+def inherit_listeners(master_pid: int, timeout: float = 5.0) -> list[tuple[tuple[str, int, int], socket.socket]]:
+    """Take the listening sockets of a running server: ``[((host, port, type), socket), ...]``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(control_address(master_pid))
+        sock.sendall(json.dumps({"command": "listeners"}).encode() + b"\n")
+        message, ancillary, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(64 * 4))
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    described = json.loads(message.split(b"\n", 1)[0])
+    return [(tuple(d), socket.socket(fileno=fd)) for d, fd in zip(described, fds, strict=True)]  # type: ignore[misc]
 
 
 def query(master_pid: int, command: str, timeout: float = 5.0) -> Any:

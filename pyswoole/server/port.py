@@ -103,8 +103,6 @@ class Port:
                 sock.bind(self.host)
             else:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                # lets `pyswoole restart` start the new master while the old one still listens
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind((self.host, self.port))
@@ -115,6 +113,13 @@ class Port:
         except BaseException:
             sock.close()
             raise
+        self.sock = sock
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Serve an inherited listening socket (a restart) instead of binding a new one."""
+        sock.setblocking(False)
+        if self.type not in UNIX_TYPES:
+            self.port = sock.getsockname()[1]
         self.sock = sock
 
     def close(self) -> None:

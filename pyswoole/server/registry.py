@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from pyswoole.shm import AtomicLong, Table
+from pyswoole.shm import Atomic, AtomicLong, Table
 
 _CONNECTION_COLUMNS = (
     ("worker_id", Table.TYPE_INT, 0),
@@ -54,13 +54,15 @@ def _table(size: int, columns: tuple[tuple[str, int, int], ...]) -> Table:
 class Registry:
     """Shared state of one server; create it in the launching process, before any fork."""
 
-    def __init__(self, max_conn: int, worker_slots: int):
+    def __init__(self, max_conn: int, worker_slots: int, task_workers: int = 0):
         self.max_conn = max_conn
         self.last_fd = AtomicLong(0)
         self.accept_count = AtomicLong(0)
         self.close_count = AtomicLong(0)
         self.tasks_queued = AtomicLong(0)
         self.shutting_down = AtomicLong(0)  # 1 once the server is stopping (not a reload)
+        self.task_states = [Atomic(1) for _ in range(task_workers)]  # 0 idle, 1 taken (see tasks.py)
+        self.task_cursor = Atomic(0)
         self.start_time = int(time.time())
         self.connections = _table(max_conn, _CONNECTION_COLUMNS)
         self.workers = _table(max(worker_slots, 1), _WORKER_COLUMNS)

@@ -27,6 +27,7 @@ from pyswoole.server.operation import (
     ControlServer,
     daemonize,
     drop_privileges,
+    inherit_listeners,
     remove_pid_file,
     write_pid_file,
 )
@@ -193,9 +194,7 @@ class Server:
             if self.setting[key]:
                 self.setting[key] = os.path.abspath(self.setting[key])
         log_setup.configure(self.setting)
-        backlog = self.setting["backlog"]
-        for port in self.ports:
-            port.bind(backlog)
+        self._bind_ports()
         pid_file = self.setting["pid_file"]
         if self.setting["daemonize"]:
             daemonize(pid_file, self.setting["log_file"])
@@ -203,7 +202,7 @@ class Server:
         self._namespace = f"{self.master_pid}.{secrets.token_hex(4)}"
         worker_num = self.setting["worker_num"]
         task_worker_num = self.setting["task_worker_num"]
-        self._registry = Registry(self.setting["max_conn"], worker_num + task_worker_num)
+        self._registry = Registry(self.setting["max_conn"], worker_num + task_worker_num, task_worker_num)
         setproctitle.setproctitle("pyswoole: master")
         self._control = ControlServer(self)
         if pid_file:
@@ -217,12 +216,32 @@ class Server:
         finally:
             for port in self.ports:
                 port.close()
-                port.unlink()
+                if not self._control.handed_over:
+                    port.unlink()
             self._control.close()
             call_blocking(self.callbacks.get("shutdown"), self)
             if pid_file:
                 remove_pid_file(pid_file)
         return True
+
+    def _bind_ports(self) -> None:
+        """Bind every port, or take them over from the server being replaced (``pyswoole restart``
+        sets ``PYSWOOLE_INHERIT_FROM`` to its master pid)."""
+        predecessor = os.environ.pop("PYSWOOLE_INHERIT_FROM", "")
+        inherited = {}
+        if predecessor:
+            try:
+                inherited = dict(inherit_listeners(int(predecessor)))
+            except (OSError, ValueError) as exc:
+                log.warning("could not take over the listening sockets of pid %s (%s): binding anew", predecessor, exc)
+        for port in self.ports:
+            sock = inherited.pop((port.host, port.port, port.type), None)
+            if sock is not None:
+                port.adopt(sock)
+            else:
+                port.bind(self.setting["backlog"])
+        for sock in inherited.values():
+            sock.close()
 
     def _reopen_logs(self) -> None:
         log_setup.reopen(self.setting["log_file"], self.setting["daemonize"])

@@ -1,15 +1,18 @@
-"""Task workers: ``server.task()`` in a worker, the queue in the manager, the ``task`` event in a
-task worker, and the result back to the dispatching worker.
+"""Task workers: ``server.task()`` in a worker, the ``task`` event in a task worker, the result
+straight back to the dispatching worker.
 
 Path of one task (IPC kinds below, payload layouts in ``docs/architecture.md``):
 
-    worker --TASK--> manager (queue, FIFO) --TASK--> idle task worker
-    task worker --FINISH--> dispatching worker        task worker --IDLE--> manager
+    worker --TASK--> idle task worker --FINISH--> worker            (the usual path: 2 messages)
+    worker --TASK--> manager queue --TASK--> task worker --FINISH--> worker   (all were busy)
 
-The manager keeps the only queue, so queued tasks survive a task-worker reload, and it knows which
-task each task worker runs, so a task worker that dies mid-task is reported to the dispatching
-worker as a ``TaskError`` instead of leaving it waiting. The queue is bounded by
-``task_queue_size``, counted in shared memory so that ``task()`` can refuse at once.
+Each task worker has an ``Atomic`` state in shared memory, 0 idle or 1 taken. A worker claims an
+idle task worker with a compare-and-set and sends it the task directly; when none is idle, the
+task goes to the manager's FIFO queue (bounded by ``task_queue_size``, counted in shared memory so
+``task()`` refuses at once), and a task worker that finds the queue non-empty asks the manager for
+work instead of going idle. The queue lives in the manager, which outlives task workers: a reload
+loses no queued task. Each worker remembers which task worker runs each of its tasks; when one dies
+the manager tells every worker, and its lost tasks end with a ``TaskError`` instead of hanging.
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyswoole")
 
 MSG_TASK = 10  # TASK: !iiii src pid, src worker id, task id, wanted task worker (-1: any), then a pickle
-MSG_FINISH = 11  # FINISH: !iB task id, status (0 result, 1 error), then a pickle of the result or message
-MSG_IDLE = 12  # IDLE: !i task worker id (sent on start and after each task)
+MSG_FINISH = 11  # FINISH: !iB task id, status (0 result, 1 error, 2 none), then a pickle
+MSG_IDLE = 12  # IDLE: !i task worker id: "I am free and the queue is not empty: give me a task"
+MSG_TASK_WORKER_GONE = 13  # manager -> workers: !i pid of a task worker that exited
+PID = struct.Struct("!i")
+IDLE, TAKEN = 0, 1
 TASK_HEAD = struct.Struct("!iiii")
 FINISH_HEAD = struct.Struct("!iB")
 TASK_WORKER = struct.Struct("!i")
@@ -68,66 +74,73 @@ def caller_is_coroutine(depth: int = 2) -> bool:
 
 # -- manager side ----------------------------------------------------------------------------------
 class TaskDispatcher:
-    """The manager's task queue: FIFO to idle task workers, failures reported to the sender."""
+    """The manager's part: the overflow queue, and the news of task workers that died."""
 
     def __init__(self, server: Server, supervisor: Supervisor, mailbox: Mailbox):
         self.server = server
+        self.registry = server._registry
         self.supervisor = supervisor
         self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
-        self.idle: dict[int, int] = {}  # task worker id -> pid, for current, idle task workers
-        self.running: dict[int, tuple[int, bytes]] = {}  # task worker pid -> (sender pid, task)
+        self.running: dict[int, tuple[int, bytes]] = {}  # task worker pid -> (sender pid, task) given by us
         self.mailbox = mailbox
         mailbox.handler = self._on_message
-        supervisor.watch(self.mailbox.sock.fileno(), self._on_readable)
+        supervisor.watch(mailbox.sock.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
-        for kind, sender, payload, _ in self.mailbox.pending():
-            self._on_message(kind, sender, payload, [])
+        for message in self.mailbox.pending():
+            self._on_message(*message)
 
     def _on_message(self, kind: int, sender: int, payload: bytes, fds: list[int]) -> None:
         if kind == MSG_TASK:
-            self.queue.append((sender, payload))
+            task_worker_id = claim_task_worker(self.registry, TASK_HEAD.unpack_from(payload)[3])
+            if task_worker_id is None:
+                self.queue.append((sender, payload))
+            else:
+                self._give(task_worker_id, sender, payload)
         elif kind == MSG_IDLE:
             task_worker_id = TASK_WORKER.unpack(payload)[0]
             self.running.pop(sender, None)
-            if self.supervisor.pid_of("task", task_worker_id) == sender:
-                self.idle[task_worker_id] = sender
-        self.dispatch()
-
-    def dispatch(self) -> None:
-        while self.queue and self.idle:
-            sender, payload = self.queue[0]
-            wanted = TASK_HEAD.unpack_from(payload)[3]
-            task_worker_id = self._pick(wanted)
-            if task_worker_id is None:
-                return
-            pid = self.idle.pop(task_worker_id)
-            if self.supervisor.pid_of("task", task_worker_id) != pid:
-                continue  # replaced meanwhile (reload): wait for the new one's IDLE
-            self.queue.popleft()
-            self.server._registry.tasks_queued.sub(1)
-            if self.mailbox.send(pid, MSG_TASK, payload):
-                self.running[pid] = (sender, payload)
+            if self.queue:
+                self._give(task_worker_id, *self.queue.popleft())
             else:
-                self.queue.appendleft((sender, payload))
-                self.server._registry.tasks_queued.add(1)
+                self.registry.task_states[task_worker_id].set(IDLE)
 
-    def _pick(self, wanted: int) -> int | None:
-        if wanted >= 0:
-            return wanted if wanted in self.idle else None
-        return next(iter(self.idle))
+    def _give(self, task_worker_id: int, sender: int, payload: bytes) -> None:
+        """Send a task to a task worker we hold (state TAKEN); requeue it if that one is gone."""
+        self.registry.tasks_queued.sub(1)
+        pid = self.supervisor.pid_of("task", task_worker_id)
+        if pid is not None and self.mailbox.send(pid, MSG_TASK, payload):
+            self.running[pid] = (sender, payload)
+            return
+        self.registry.tasks_queued.add(1)
+        self.queue.appendleft((sender, payload))
 
     def task_worker_exited(self, child: Child, code: int, signo: int) -> None:
-        self.idle.pop(child.id, None)
         self.mailbox.forget(child.pid)
-        lost = self.running.pop(child.pid, None)
-        if lost is None:
-            return
-        sender, payload = lost
-        task_id = TASK_HEAD.unpack_from(payload)[2]
         reason = f"task worker {child.id} (pid {child.pid}) died with code {code}, signal {signo}"
-        log.error("task %d lost: %s", task_id, reason)
-        self.mailbox.send(sender, MSG_FINISH, FINISH_HEAD.pack(task_id, STATUS_ERROR), _dumps(reason))
+        lost = self.running.pop(child.pid, None)
+        if lost is not None:
+            sender, payload = lost
+            task_id = TASK_HEAD.unpack_from(payload)[2]
+            self.mailbox.send(sender, MSG_FINISH, FINISH_HEAD.pack(task_id, STATUS_ERROR), _dumps(reason))
+        for worker_id in range(self.server.setting["worker_num"]):  # their tasks there are lost
+            row = self.registry.worker(worker_id)
+            if row and row["pid"]:
+                self.mailbox.send(row["pid"], MSG_TASK_WORKER_GONE, PID.pack(child.pid), reason.encode())
+
+
+def claim_task_worker(registry: Any, wanted: int = -1) -> int | None:
+    """Take an idle task worker (compare-and-set of its state); None if all are busy."""
+    states = registry.task_states
+    if wanted >= 0:
+        return wanted if wanted < len(states) and states[wanted].cmpset(IDLE, TAKEN) else None
+    count = len(states)
+    start = registry.task_cursor.add(1) % count
+    for offset in range(count):
+        index = (start + offset) % count
+        if states[index].cmpset(IDLE, TAKEN):
+            return index
+    return None
 
 
 # -- task worker side ------------------------------------------------------------------------------
@@ -152,14 +165,18 @@ class TaskWorker:
 
     def __init__(self, server: Server, task_worker_id: int):
         self.server = server
+        self.registry = server._registry
         self.task_worker_id = task_worker_id
+        self.state = self.registry.task_states[task_worker_id]
         self.worker_id = server.setting["worker_num"] + task_worker_id
         self.mailbox: Mailbox | None = None
-        self.inbox: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
         self.current: tuple[int, int] | None = None  # (sender pid, task id) of the running task
         self.finished = False
         self.stopping = False
         self.done = 0
+        self.backlog: collections.deque[bytes] = collections.deque()
+        self.running = False
+        self._stopped: asyncio.Future | None = None
 
     def run(self) -> int:
         from pyswoole.server.worker import new_event_loop
@@ -175,43 +192,80 @@ class TaskWorker:
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_signal_handler(signal.SIGRTMIN, self.server._reopen_logs)
         self.mailbox = Mailbox(self.server._namespace, self._on_message)
         self.mailbox.attach(loop)
+        self.registry.set_worker(self.worker_id, pid=os.getpid(), status=2, start_time=int(time.time()))
         callback = self.server.callbacks.get("worker_start")
         if callback is not None:
             spawn(callback, self.server, self.worker_id, name="worker_start")
-        max_request = self.server.setting["task_max_request"]
-        self._announce_idle()
-        while not self.stopping or not self.inbox.empty():
-            sender, payload = await self.inbox.get()
-            if sender == 0:
-                continue  # the stop wake-up
-            await self._run_task(sender, payload)
-            self.done += 1
-            if max_request and self.done >= max_request:
-                self.stopping = True
-            if not self.stopping:
-                self._announce_idle()
+        self._become_idle()
+        await self._stopped
+        while self.running:  # the task in hand finishes first
+            await asyncio.sleep(0.01)
         callback = self.server.callbacks.get("worker_stop")
         if callback is not None:
             spawn(callback, self.server, self.worker_id, name="worker_stop")
         self.mailbox.close()
 
     def _stop(self) -> None:
+        """Stop after the current task; tasks already sent here still run (briefly, below)."""
+        if self.stopping:
+            return
         self.stopping = True
-        self.inbox.put_nowait((0, b""))
+        asyncio.get_running_loop().call_later(0.1, self._end)
 
-    def _announce_idle(self) -> None:
+    def _end(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    def _become_idle(self) -> None:
+        """Free again: ask the manager for queued work, or mark this task worker idle."""
+        if self.stopping:
+            return
         assert self.mailbox is not None
+        queued = self.registry.tasks_queued
+        if queued.get() <= 0:
+            self.state.set(IDLE)
+            # a task may have been queued meanwhile: take ourselves back if nobody else did
+            if queued.get() <= 0 or not self.state.cmpset(IDLE, TAKEN):
+                return
         self.mailbox.send(self.server.manager_pid, MSG_IDLE, TASK_WORKER.pack(self.task_worker_id))
 
     def _on_message(self, kind: int, sender: int, payload: bytes, fds: list[int]) -> None:
-        if kind == MSG_TASK:
-            self.inbox.put_nowait((sender, payload))
+        if kind != MSG_TASK:
+            return
+        self.backlog.append(payload)
+        if not self.running:
+            self._next()
 
-    async def _run_task(self, manager: int, payload: bytes) -> None:
+    def _next(self) -> None:
+        while self.backlog:
+            payload = self.backlog.popleft()
+            self.running = True
+            outcome = self._start_task(payload)
+            if outcome is not None:  # an async task: resume from its completion
+                outcome.add_done_callback(lambda _: self._after_task())
+                return
+            self._after_task(schedule=False)
+        self.running = False
+
+    def _after_task(self, schedule: bool = True) -> None:
+        self.current = None
+        self.done += 1
+        max_request = self.server.setting["task_max_request"]
+        if max_request and self.done >= max_request and not self.stopping:
+            self.stopping = True
+            asyncio.get_running_loop().call_soon(self._end)
+        if not self.backlog:
+            self._become_idle()
+        if schedule:
+            self.running = False
+            self._next()
+
+    def _start_task(self, payload: bytes) -> asyncio.Future | None:
         src_pid, src_worker_id, task_id, _ = TASK_HEAD.unpack_from(payload)
         self.current = (src_pid, task_id)
         self.finished = False
@@ -224,15 +278,29 @@ class TaskWorker:
                 result = callback(self.server, TaskObject(self, task_id, src_worker_id, data))
             else:
                 result = callback(self.server, task_id, src_worker_id, data)
-            if inspect.isawaitable(result):
-                result = await result
         except Exception as exc:
-            log.exception("task %d from worker %d raised", task_id, src_worker_id)
-            self._reply(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+            self._failed(task_id, src_worker_id, exc)
+            return None
+        if inspect.isawaitable(result):
+            return asyncio.ensure_future(self._finish_async(result, task_id, src_worker_id))
+        self._complete(result)
+        return None
+
+    async def _finish_async(self, awaitable: Any, task_id: int, src_worker_id: int) -> None:
+        try:
+            result = await awaitable
+        except Exception as exc:
+            self._failed(task_id, src_worker_id, exc)
         else:
-            if not self.finished:
-                self._reply(STATUS_OK if result is not None else STATUS_EMPTY, result)
-        self.current = None
+            self._complete(result)
+
+    def _failed(self, task_id: int, src_worker_id: int, exc: Exception) -> None:
+        log.error("task %d from worker %d raised %s: %s", task_id, src_worker_id, type(exc).__name__, exc, exc_info=exc)
+        self._reply(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _complete(self, result: Any) -> None:
+        if not self.finished:
+            self._reply(STATUS_OK if result is not None else STATUS_EMPTY, result)
 
     def finish(self, result: Any) -> bool:
         """Send the running task's result to the worker that dispatched it."""
@@ -260,31 +328,54 @@ class TaskClient:
         self.waiters: dict[int, asyncio.Future] = {}
         self.blocking_results: dict[int, tuple[int, Any]] = {}
         self.blocking_wanted: set[int] = set()
+        self.pid = os.getpid()
+        self.registry = server._registry
+        self.worker_num = server.setting["worker_num"]
+        self.in_flight: dict[int, dict[int, None]] = collections.defaultdict(dict)  # task worker pid -> ids
 
     def send(self, data: Any, dst_task_worker: int = -1) -> int | bool:
-        registry = self.server._registry
+        """Dispatch a task; its id, or False when the queue is full (nothing is sent then)."""
+        body = _dumps(data)
+        task_id = self.next_id
+        head = TASK_HEAD.pack(self.pid, self.worker_id, task_id, dst_task_worker)
+        registry = self.registry
+        index = claim_task_worker(registry, dst_task_worker)
+        if index is not None:
+            row = registry.worker(self.worker_num + index)
+            pid = row["pid"] if row else 0
+            if pid and self.mailbox.send(pid, MSG_TASK, head, body):
+                self.next_id += 1
+                self.in_flight[pid][task_id] = None
+                return task_id
+            log.warning("task worker %d is not reachable: queueing the task", index)
         limit = self.server.setting["task_queue_size"]
         if registry.tasks_queued.add(1) > limit:
             registry.tasks_queued.sub(1)
             log.warning("task refused: %d tasks already queued (task_queue_size)", limit)
             return False
-        task_id = self.next_id
-        self.next_id += 1
-        head = TASK_HEAD.pack(os.getpid(), self.worker_id, task_id, dst_task_worker)
-        try:
-            body = _dumps(data)
-        except Exception:
-            registry.tasks_queued.sub(1)
-            raise
         if not self.mailbox.send(self.server.manager_pid, MSG_TASK, head, body):
             registry.tasks_queued.sub(1)
             log.warning("task refused: the manager is not reachable")
             return False
+        self.next_id += 1
         return task_id
 
-    def on_finish(self, payload: bytes) -> None:
+    def task_worker_gone(self, payload: bytes) -> None:
+        """A task worker died: every task of ours it held ends with a TaskError."""
+        pid = PID.unpack_from(payload)[0]
+        reason = payload[PID.size :].decode()
+        for task_id in self.in_flight.pop(pid, {}):
+            self._deliver(task_id, STATUS_ERROR, reason)
+
+    def on_finish(self, payload: bytes, sender: int) -> None:
         task_id, status = FINISH_HEAD.unpack_from(payload)
         value = pickle.loads(payload[FINISH_HEAD.size :])
+        tasks = self.in_flight.get(sender)
+        if tasks is not None:
+            tasks.pop(task_id, None)
+        self._deliver(task_id, status, value)
+
+    def _deliver(self, task_id: int, status: int, value: Any) -> None:
         if task_id in self.blocking_wanted:
             self.blocking_results[task_id] = (status, value)
             return
@@ -316,9 +407,11 @@ class TaskClient:
                 message = self.mailbox.receive(remaining)
                 if message is None:
                     break
-                kind, _, payload, _ = message
+                kind, sender, payload, _ = message
                 if kind == MSG_FINISH and FINISH_HEAD.unpack_from(payload)[0] in self.blocking_wanted:
-                    self.on_finish(payload)
+                    self.on_finish(payload, sender)
+                elif kind == MSG_TASK_WORKER_GONE:
+                    self.task_worker_gone(payload)
                 else:
                     deferred.append(message)
         finally:

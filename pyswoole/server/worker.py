@@ -25,7 +25,7 @@ from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
 from pyswoole.server import master as master_messages
 from pyswoole.server.connection import DatagramEndpoint, StreamConnection
-from pyswoole.server.tasks import MSG_FINISH, TaskClient
+from pyswoole.server.tasks import MSG_FINISH, MSG_TASK_WORKER_GONE, TaskClient
 from pyswoole.timer import Timer
 
 if TYPE_CHECKING:
@@ -343,7 +343,9 @@ class Worker:
 
     def _on_message(self, kind: int, sender: int, payload: bytes, fds: list[int]) -> None:
         if kind == MSG_FINISH:
-            self.tasks.on_finish(payload)  # type: ignore[union-attr]
+            self.tasks.on_finish(payload, sender)  # type: ignore[union-attr]
+        elif kind == MSG_TASK_WORKER_GONE:
+            self.tasks.task_worker_gone(payload)  # type: ignore[union-attr]
         elif kind == master_messages.MSG_CONNECT:
             self.adopt(payload, fds)
         elif kind == MSG_SEND:
