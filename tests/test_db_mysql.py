@@ -232,6 +232,36 @@ def test_server_down_raises_the_connect_error_after_one_attempt_then_recovers(
     run(main())
 
 
+def test_a_second_coroutine_on_a_busy_connection_gets_a_clear_error(mariadb: Any) -> None:
+    async def main() -> None:
+        conn = connection(mariadb)
+        slow = asyncio.create_task(conn.query("SELECT SLEEP(0.2) AS s"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(
+            asyncmy.errors.ProgrammingError, match="busy with a statement of another coroutine"
+        ):
+            await conn.query("SELECT 1")
+        assert await slow == [{"s": 0}]  # the first statement was not disturbed
+        assert await conn.query("SELECT 2 AS two") == [{"two": 2}]
+        assert conn.connects == 1
+        await conn.close()
+
+    run(main())
+
+
+def test_a_query_cancelled_mid_flight_leaves_a_connection_that_reconnects(mariadb: Any) -> None:
+    async def main() -> None:
+        conn = connection(mariadb)
+        await conn.query("SELECT 1")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(conn.query("SELECT SLEEP(1)"), 0.1)  # its reply will never be read
+        assert await conn.query("SELECT 3 AS three") == [{"three": 3}]
+        assert conn.connects == 2
+        await conn.close()
+
+    run(main())
+
+
 def test_200_coroutines_through_a_pool_of_10_stay_within_10_server_connections(mariadb: Any) -> None:
     async def main() -> None:
         monitor = await connection(mariadb).connect()

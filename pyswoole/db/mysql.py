@@ -26,7 +26,7 @@ from typing import Any
 import asyncmy
 import pymysql
 from asyncmy.cursors import DictCursor
-from asyncmy.errors import InterfaceError, MySQLError
+from asyncmy.errors import InterfaceError, MySQLError, ProgrammingError
 
 from pyswoole.pool import ConnectionPool
 
@@ -93,6 +93,7 @@ class _LongConnection:
         self.insert_id = 0
         self._conn: Any = None
         self._in_transaction = False
+        self._busy = False
 
     def __repr__(self) -> str:
         where = self.options.get("unix_socket") or f"{self.options['host']}:{self.options['port']}"
@@ -107,6 +108,19 @@ class _LongConnection:
     def thread_id(self) -> int | None:
         """The server's id of this connection (``CONNECTION_ID()``, the id ``KILL`` takes)."""
         return self._conn.server_thread_id[0] if self._conn is not None else None
+
+    def _claim(self) -> None:
+        """One statement at a time: a second coroutine using the connection meanwhile would
+        interleave packets on the wire, so it gets a clear error instead."""
+        if self._busy:
+            raise self._usage_error(
+                0,
+                f"{type(self).__name__} is busy with a statement of another coroutine: "
+                "give each coroutine its own connection (or use a pool)",
+            )
+        self._busy = True
+
+    _usage_error: type[Exception]  # the driver's ProgrammingError: not a disconnect
 
     def _record(self, conn: Any, affected_rows: int) -> None:
         self.affected_rows = affected_rows
@@ -148,6 +162,7 @@ class MySQLConnection(_LongConnection):
     """
 
     _conn: asyncmy.Connection | None
+    _usage_error = ProgrammingError
 
     @property
     def connected(self) -> bool:
@@ -167,52 +182,34 @@ class MySQLConnection(_LongConnection):
 
     async def query(self, sql: str, args: Args = None, *, retry: bool = True) -> list[dict[str, Any]]:
         """Run a statement and return its rows as dicts (``[]`` for a statement without rows)."""
-        try:
-            return await self._run(sql, args, DictCursor)
-        except Exception as exc:
-            await self._reconnect_or_raise(exc, retry)
-        return await self._run(sql, args, DictCursor)
+        return await self._statement(sql, args, DictCursor, retry)
 
     async def execute(self, sql: str, args: Args = None, *, retry: bool = True) -> int:
         """Run a statement and return the number of affected rows (``insert_id`` is set too)."""
-        try:
-            await self._run(sql, args, None)
-        except Exception as exc:
-            await self._reconnect_or_raise(exc, retry)
-            await self._run(sql, args, None)
+        await self._statement(sql, args, None, retry)
         return self.affected_rows
 
     async def begin(self) -> None:
         """Start a transaction: until ``commit``/``rollback``, a disconnect is never retried."""
         if self._in_transaction:
-            raise InterfaceError(0, "a transaction is already open on this connection")
+            raise self._usage_error(0, "a transaction is already open on this connection")
+        self._claim()
         try:
-            await (await self._driver()).begin()
-        except Exception as exc:
-            await self._reconnect_or_raise(exc, True)
-            await (await self._driver()).begin()
-        self._in_transaction = True
+            try:
+                await (await self._driver()).begin()
+            except Exception as exc:
+                await self._reconnect_or_raise(exc, True)
+                await (await self._driver()).begin()
+            self._in_transaction = True
+        finally:
+            self._busy = False
 
     async def commit(self) -> None:
         """Commit; a disconnect here is never retried (whether the commit happened is unknown)."""
-        error = None
-        try:
-            await (await self._driver()).commit()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish_transaction(error)
+        await self._end_transaction("commit")
 
     async def rollback(self) -> None:
-        error = None
-        try:
-            await (await self._driver()).rollback()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish_transaction(error)
+        await self._end_transaction("rollback")
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[MySQLConnection]:
@@ -249,6 +246,31 @@ class MySQLConnection(_LongConnection):
             await self.connect()
         return self._conn  # type: ignore[return-value]
 
+    async def _statement(
+        self, sql: str, args: Args, cursor_class: type | None, retry: bool
+    ) -> list[dict[str, Any]]:
+        self._claim()
+        try:
+            try:
+                return await self._run(sql, args, cursor_class)
+            except Exception as exc:
+                await self._reconnect_or_raise(exc, retry)
+            return await self._run(sql, args, cursor_class)
+        finally:
+            self._busy = False
+
+    async def _end_transaction(self, verb: str) -> None:
+        self._claim()
+        error = None
+        try:
+            await getattr(await self._driver(), verb)()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._busy = False
+            self._finish_transaction(error)
+
     async def _run(self, sql: str, args: Args, cursor_class: type | None) -> list[dict[str, Any]]:
         conn = self._conn if self._conn is not None else await self._driver()
         async with conn.cursor(cursor_class) as cursor:
@@ -274,6 +296,7 @@ class BlockingMySQLConnection(_LongConnection):
     """
 
     _conn: pymysql.connections.Connection | None
+    _usage_error = pymysql.err.ProgrammingError
 
     @property
     def connected(self) -> bool:
@@ -294,52 +317,34 @@ class BlockingMySQLConnection(_LongConnection):
 
     def query(self, sql: str, args: Args = None, *, retry: bool = True) -> list[dict[str, Any]]:
         """Run a statement and return its rows as dicts (``[]`` for a statement without rows)."""
-        try:
-            return self._run(sql, args, pymysql.cursors.DictCursor)
-        except Exception as exc:
-            self._reconnect_or_raise(exc, retry)
-        return self._run(sql, args, pymysql.cursors.DictCursor)
+        return self._statement(sql, args, pymysql.cursors.DictCursor, retry)
 
     def execute(self, sql: str, args: Args = None, *, retry: bool = True) -> int:
         """Run a statement and return the number of affected rows (``insert_id`` is set too)."""
-        try:
-            self._run(sql, args, None)
-        except Exception as exc:
-            self._reconnect_or_raise(exc, retry)
-            self._run(sql, args, None)
+        self._statement(sql, args, None, retry)
         return self.affected_rows
 
     def begin(self) -> None:
         """Start a transaction: until ``commit``/``rollback``, a disconnect is never retried."""
         if self._in_transaction:
-            raise pymysql.err.InterfaceError(0, "a transaction is already open on this connection")
+            raise self._usage_error(0, "a transaction is already open on this connection")
+        self._claim()
         try:
-            self._driver().begin()
-        except Exception as exc:
-            self._reconnect_or_raise(exc, True)
-            self._driver().begin()
-        self._in_transaction = True
+            try:
+                self._driver().begin()
+            except Exception as exc:
+                self._reconnect_or_raise(exc, True)
+                self._driver().begin()
+            self._in_transaction = True
+        finally:
+            self._busy = False
 
     def commit(self) -> None:
         """Commit; a disconnect here is never retried (whether the commit happened is unknown)."""
-        error = None
-        try:
-            self._driver().commit()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish_transaction(error)
+        self._end_transaction("commit")
 
     def rollback(self) -> None:
-        error = None
-        try:
-            self._driver().rollback()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish_transaction(error)
+        self._end_transaction("rollback")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[BlockingMySQLConnection]:
@@ -372,6 +377,31 @@ class BlockingMySQLConnection(_LongConnection):
         if self._conn is None:
             self.connect()
         return self._conn  # type: ignore[return-value]
+
+    def _statement(
+        self, sql: str, args: Args, cursor_class: type | None, retry: bool
+    ) -> list[dict[str, Any]]:
+        self._claim()
+        try:
+            try:
+                return self._run(sql, args, cursor_class)
+            except Exception as exc:
+                self._reconnect_or_raise(exc, retry)
+            return self._run(sql, args, cursor_class)
+        finally:
+            self._busy = False
+
+    def _end_transaction(self, verb: str) -> None:
+        self._claim()
+        error = None
+        try:
+            getattr(self._driver(), verb)()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._busy = False
+            self._finish_transaction(error)
 
     def _run(self, sql: str, args: Args, cursor_class: type | None) -> list[dict[str, Any]]:
         conn = self._conn if self._conn is not None else self._driver()
