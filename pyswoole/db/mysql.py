@@ -65,6 +65,8 @@ class _LongConnection:
     """What the coroutine and the blocking long connections share: settings, counters, and the
     rule for when a failed statement is retried."""
 
+    _usage_error: type[Exception]  # the driver's ProgrammingError (misuse, not a disconnect)
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -119,8 +121,6 @@ class _LongConnection:
                 "give each coroutine its own connection (or use a pool)",
             )
         self._busy = True
-
-    _usage_error: type[Exception]  # the driver's ProgrammingError: not a disconnect
 
     def _record(self, conn: Any, affected_rows: int) -> None:
         self.affected_rows = affected_rows
