@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -56,6 +57,14 @@ def serve(port: int, settings: dict) -> None:
     @server.handler("TYPES", decode=True)
     def types(server, fd, args):
         return {"args": args, "none": None, "int": 7, "list": [1, "a"], "float": 1.5, "bool": True}
+
+    @server.handler("WHO")
+    def who(server, fd, args):
+        return os.getpid()
+
+    @server.handler("RELOAD")
+    def reload(server, fd, args):
+        return server.reload()
 
     @server.handler("BYE")
     def bye(server, fd, args):
@@ -270,3 +279,28 @@ def test_request_over_package_max_length_is_refused(run_server):
     )
     parser = RequestParser(4096)
     assert parser.feed(command("ECHO", "x" * 4096)) == [[b"ECHO", b"x" * 4096]]
+
+
+def test_reload_hands_idle_connections_to_the_new_workers(run_server):
+    server = start(run_server, worker_num=1)
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as idle,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as midway,
+    ):
+        idle.sendall(command("WHO"))
+        (before,) = read_replies(idle, 1)
+        midway.sendall(command("WHO"))
+        read_replies(midway, 1)
+        midway.sendall(b"*2\r\n$4\r\nECHO\r\n")  # a request under way during the reload
+        idle.sendall(command("RELOAD"))
+        assert read_replies(idle, 1) == [1]
+        deadline = time.monotonic() + 10
+        while True:
+            idle.sendall(command("WHO"))
+            (now,) = read_replies(idle, 1)
+            if now != before:
+                break
+            assert time.monotonic() < deadline, "the worker was not replaced"
+            time.sleep(0.05)
+        assert _drain(midway, 5) == b""  # closed, not handed over half parsed
+    server.wait_output("in the middle of a request")
