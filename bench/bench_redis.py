@@ -8,7 +8,7 @@ of bench/RESULTS.md gets the medians and the ratios to redis-server (targets: >=
 
 ``--parsers`` instead measures the request parsers on pipelined small commands, in this process:
 hiredis' C Reader (what ``pyswoole.protocol.resp`` uses) against the fastest pure-Python parser
-we could write (below), in ns per command (section ``redis_parsers``).
+we could write (below), in CPU ns per command (section ``redis_parsers``).
 
     python3 bench/bench_redis.py [--reps 3] [--requests 200000] [--only kv_server,redis-server]
     python3 bench/bench_redis.py --parsers
@@ -196,16 +196,16 @@ def run_parsers(args: argparse.Namespace) -> None:
                 loops = max(200_000 // depth, 1)
                 times = []
                 for _ in range(args.reps):
-                    started = time.perf_counter()
+                    started = time.process_time()
                     for _ in range(loops):
                         parser.feed(data)
-                    times.append((time.perf_counter() - started) / (loops * depth) * 1e9)
+                    times.append((time.process_time() - started) / (loops * depth) * 1e9)
                 figures.append(statistics.median(times))
             rows.append([label, depth, *figures, f"{figures[1] / figures[0]:.1f}x"])
             harness.log(f"{label} -P {depth}: hiredis {figures[0]:.0f} ns, pure Python {figures[1]:.0f} ns")
     body = "\n\n".join(
         [
-            "## RESP request parsers, ns per command (issue 8)",
+            "## RESP request parsers, CPU ns per command (issue 8)",
             harness.environment(packages=["hiredis"], parameters={"reps": args.reps}),
             harness.markdown_table(
                 ["command", "pipelined", "hiredis Reader", "pure Python", "pure Python / hiredis"], rows
