@@ -1,4 +1,4 @@
-"""WebSocket: frames and constants with Swoole's names, and the coroutine client.
+"""WebSocket: the server, frames and constants with Swoole's names, and the coroutine client.
 
 The codec itself lives in ``pyswoole.protocol.websocket`` (sans-IO); this package is what
 applications import.
@@ -37,6 +37,7 @@ from pyswoole.protocol.websocket import (
     ProtocolError,
 )
 from pyswoole.websocket.client import ClientConnection, ConnectionClosed, connect
+from pyswoole.websocket.server import Server, WebSocketConnection
 
 __all__ = [
     "CLOSE_ABNORMAL",
@@ -71,5 +72,7 @@ __all__ = [
     "Frame",
     "HandshakeError",
     "ProtocolError",
+    "Server",
+    "WebSocketConnection",
     "connect",
 ]
