@@ -251,7 +251,16 @@ class HttpConnection(StreamConnection):
 
     def finish_response(self, response: Response, payload: bytes) -> bool:
         """Write the last bytes of ``response`` and give the connection to the next request."""
-        ok = self.write(payload)
+        out = self.out
+        if out is not None and not self.paused_writing and self.out_size < FLUSH_SIZE:
+            # the common case, inlined: a response made while the received bytes are handled
+            ok = not self.transport.is_closing()
+            if ok:
+                self.bytes_out += len(payload)
+                out.append(payload)
+                self.out_size += len(payload)
+        else:
+            ok = self.write(payload)
         request = response.request
         if request is not None and request.files:
             _remove_uploads(request)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pyswoole.http import compression
-from pyswoole.protocol.http import DateHeader, header_line, status_line
+from pyswoole.protocol.http import STATUS_LINES, DateHeader, header_line, status_line
 
 if TYPE_CHECKING:
     from pyswoole.http.connection import HttpConnection
@@ -80,7 +80,7 @@ class Response:
         if self.state != FRESH:
             return False
         if format:
-            key = canonical(key)
+            key = _CANONICAL.get(key) or canonical(key)
         if key in _IGNORED:
             return False
         headers = self.headers
@@ -154,22 +154,23 @@ class Response:
     def _head(self, extra: str) -> bytes:
         """Status line, Server/Date, the handler's headers, ``extra`` and the blank line."""
         code = self.status_code
-        head = status_line(code, self.reason) if self.reason else status_line(code)
+        status = (
+            status_line(code, self.reason) if self.reason else (STATUS_LINES.get(code) or status_line(code))
+        )
         headers = self.headers
         if headers is None:
-            head += DATE.line + "Content-Type: text/html\r\n" + extra
+            lines = "Content-Type: text/html\r\n"
+        elif "Content-Type" in headers or any(k.lower() == "content-type" for k in headers):
+            lines = "".join(headers.values())
         else:
-            head += DATE.line + "".join(headers.values())
-            if "Content-Type" not in headers and not any(k.lower() == "content-type" for k in headers):
-                head += "Content-Type: text/html\r\n"
-            head += extra
+            lines = "".join(headers.values()) + "Content-Type: text/html\r\n"
         if not self.keep_alive:
-            head += "Connection: close\r\n\r\n"
+            end = "Connection: close\r\n\r\n"
         elif self.request is not None and self.request.version == "1.0":
-            head += "Connection: keep-alive\r\n\r\n"
+            end = "Connection: keep-alive\r\n\r\n"
         else:
-            head += "\r\n"
-        return head.encode()
+            end = "\r\n"
+        return f"{status}{DATE.line}{lines}{extra}{end}".encode()
 
     # -- body ----------------------------------------------------------------------------------------
     def end(self, data: bytes | str = b"") -> bool:
