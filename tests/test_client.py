@@ -7,6 +7,7 @@ import errno
 import resource
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from helpers import EXAMPLES, free_port, port_open, wait_for
 
 from pyswoole import coroutine as co
 from pyswoole.client import Client, client_select
-from pyswoole.constants import KEEP, SOCK_TCP, SOCK_UDP, SOCK_UNIX_STREAM
+from pyswoole.constants import KEEP, SOCK_TCP, SOCK_UDP, SOCK_UNIX_STREAM, SSL
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +355,70 @@ def test_blocking_clients_run_concurrently_in_coroutines_with_hooks(thread_serve
         runtime.disable_coroutine()
     assert sorted(replies) == sorted(f"Server: {n}".encode() for n in range(20))
     assert elapsed < 2.0, elapsed  # one after another: 6 s
+
+
+TLS_ECHO = """
+import asyncio, ssl, sys
+
+async def echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(b"Server: " + data)
+        await writer.drain()
+    writer.close()
+
+async def main(port, cert):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert)
+    server = await asyncio.start_server(echo, "127.0.0.1", port, ssl=context)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def tls_echo(run_server: Any, tmp_path: Path) -> tuple[int, str]:
+    cert = tmp_path / "cert.pem"
+    command = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+    ]
+    subprocess.run([*command, "-keyout", cert, "-out", cert], check=True, capture_output=True, timeout=30)
+    script = tmp_path / "tls_echo.py"
+    script.write_text(TLS_ECHO)
+    port = free_port()
+    run_server([script, port, cert], ready=lambda: port_open(port))
+    return port, str(cert)
+
+
+def test_tls_clients(tls_echo: tuple[int, str]):
+    port, cert = tls_echo
+    client = Client(SOCK_TCP | SSL)
+    client.set({"ssl_verify_peer": True, "ssl_cafile": cert, "ssl_host_name": "localhost"})
+    assert client.connect("127.0.0.1", port, 2), client.errMsg
+    assert client.send("secret") and client.recv() == b"Server: secret"
+    client.close()
+    untrusted = Client(SOCK_TCP | SSL)
+    untrusted.set({"ssl_verify_peer": True})
+    assert untrusted.connect("127.0.0.1", port, 2) is False
+    assert "certificate verify failed" in untrusted.errMsg, untrusted.errMsg
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        coclient = co.Client(SOCK_TCP | SSL)
+        seen["connect"] = await coclient.connect("127.0.0.1", port, 2)
+        seen["send"] = await coclient.send("over tls")
+        seen["recv"] = await coclient.recv(2)
+        coclient.close()
+
+    co.run(main)
+    assert seen == {"connect": True, "send": 8, "recv": b"Server: over tls"}
