@@ -420,3 +420,25 @@ def test_coroutines_awaiting_other_awaitables_still_resume_cancel_and_defer():
 
     co.run(main)
     assert out == ["resumed", "deferred", "deferred"]
+
+
+def test_a_failing_defer_is_logged_and_the_others_still_run(caplog):
+    out: list[str] = []
+
+    def explode() -> None:
+        raise RuntimeError("defer failed")
+
+    async def work() -> None:
+        co.defer(out.append, "first registered, last run")
+        co.defer(explode)
+        co.defer(out.append, "last registered, first run")
+        await co.sleep(0)
+
+    with caplog.at_level(logging.ERROR, "pyswoole"):
+        co.run(work)
+    assert out == ["last registered, first run", "first registered, last run"]
+    assert any(
+        "defer in coroutine" in r.getMessage() and "defer failed" in r.getMessage() for r in caplog.records
+    )
+    with pytest.raises(RuntimeError, match="inside a coroutine"):
+        co.defer(print)

@@ -230,3 +230,8 @@ def test_a_channel_outlives_its_loop():
     co.run(second)
     assert got == ["from the first loop", False]
     assert chan.errCode == co.CHANNEL_TIMEOUT
+
+
+def test_channel_operations_need_a_running_loop():
+    with pytest.raises(RuntimeError, match="running event loop"):
+        co.Channel().pop()

@@ -45,6 +45,7 @@ __all__ = [
     "FILE_APPEND",
     "Barrier",
     "Channel",
+    "Client",
     "CoroutineLimitError",
     "WaitGroup",
     "await_",
