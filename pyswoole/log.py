@@ -57,17 +57,25 @@ def configure(settings: Mapping[str, Any]) -> logging.Logger:
 def reopen(log_file: str | None, redirect_stdio: bool) -> None:
     """Reopen the log file after rotation: the logger's file handlers and, for a daemon whose
     output goes to the log file, descriptors 1 and 2."""
-    for handler in logging.getLogger("pyswoole").handlers:
+    logger = logging.getLogger("pyswoole")
+    for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler):
             handler.acquire()
             try:
-                if handler.stream is not None:
-                    handler.stream.close()
-                handler.stream = handler._open()
+                stream = handler._open()
+            except OSError as exc:  # e.g. a worker running as another user: keep the old file
+                logger.warning("cannot reopen %s: %s", handler.baseFilename, exc)
+                continue
             finally:
                 handler.release()
+            old, handler.stream = handler.stream, stream
+            if old is not None:
+                old.close()
     if redirect_stdio and log_file:
-        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError:
+            return
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)

@@ -3,7 +3,7 @@
 import json
 import socket
 
-from helpers import APPS, free_port, port_open, recv_until
+from helpers import APPS, free_port, port_open, recv_until, wait_for
 
 APP = APPS / "task_server.py"
 
@@ -62,3 +62,14 @@ def test_queue_bound_refuses_instead_of_dropping(run_server):
     replies = [ask(server.port, b"slow 0.1") for _ in range(3)]
     assert b"False" in replies
     assert "task refused" in server.output()
+
+
+def test_queued_tasks_survive_a_task_worker_reload(run_server):
+    import signal
+
+    server = start(run_server, {"task_worker_num": 1})
+    for _ in range(5):  # one runs, four wait in the manager's queue
+        assert ask(server.port, b"slow 0.3").isdigit()
+    server.signal(signal.SIGUSR2)  # task workers only
+    wait_for(lambda: server.output().count("finish") >= 5, 20)
+    assert "TaskError" not in server.output()
