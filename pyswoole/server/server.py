@@ -331,12 +331,13 @@ class Server:
             os.kill(self.master_pid, signal.SIGTERM)
         return True
 
-    def reload(self) -> bool:
-        """Restart every worker gracefully: new workers start, old ones finish and exit."""
+    def reload(self, only_task: bool = False) -> bool:
+        """Restart every worker (or only the task workers) gracefully: the new ones start, the old
+        ones finish what they are doing and exit; in PROCESS mode connections stay open."""
         if self._supervisor is not None:
-            self._supervisor.reload()
+            self._supervisor.reload(["task"] if only_task else None)
         else:
-            os.kill(self.manager_pid, signal.SIGUSR1)
+            os.kill(self.manager_pid, signal.SIGUSR2 if only_task else signal.SIGUSR1)
         return True
 
     def stop(self, worker_id: int = -1, wait_event: bool = False) -> bool:
