@@ -267,3 +267,79 @@ def test_reload_restarts_on_code_change(run_server, tmp_path):
     from helpers import wait_for
 
     wait_for(changed, 15, message="the server did not restart with the new code")
+
+
+WEBSOCKET_APP = textwrap.dedent(
+    """
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    closed = []
+
+    async def echo(websocket: WebSocket):
+        await websocket.accept(subprotocol="chat" if "chat" in websocket.scope["subprotocols"] else None)
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    closed.append(message["code"])
+                    return
+                if message.get("text") == "close":
+                    await websocket.close(code=4001, reason="asked to")
+                    return
+                if message.get("text") is not None:
+                    await websocket.send_text("echo:" + message["text"])
+                else:
+                    await websocket.send_bytes(message["bytes"][::-1])
+        except WebSocketDisconnect as exc:
+            closed.append(exc.code)
+
+    async def refuse(websocket: WebSocket):
+        await websocket.close(code=1008)
+
+    async def closes(request):
+        return PlainTextResponse(repr(closed))
+
+    app = Starlette(routes=[WebSocketRoute("/ws", echo), WebSocketRoute("/refuse", refuse), Route("/closes", closes)])
+    """
+)
+
+
+def test_websocket_scope_with_starlette(run_server, tmp_path):
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+    server = serve(run_server, tmp_path, "ws_app", WEBSOCKET_APP)
+    ws_url = server.url.replace("http://", "ws://")
+
+    async def scenario() -> None:
+        async with connect(ws_url + "/ws", subprotocols=["chat"]) as ws:
+            assert ws.subprotocol == "chat"
+            await ws.send("hi")
+            assert await ws.recv() == "echo:hi"
+            await ws.send(b"\x01\x02\x03")
+            assert await ws.recv() == b"\x03\x02\x01"
+            await ws.send("close")
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd.code == 4001 and info.value.rcvd.reason == "asked to"
+        async with connect(ws_url + "/ws") as ws:
+            assert ws.subprotocol is None
+            await ws.send("x")
+            assert await ws.recv() == "echo:x"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ws_url + "/refuse"):
+                pass
+        assert refused.value.response.status_code == 403
+
+    asyncio.run(asyncio.wait_for(scenario(), 15))
+    closes = httpx.get(server.url + "/closes", timeout=5).text
+    assert closes == "[1000]"  # the second client closed normally
+    assert httpx.get(server.url + "/ws", timeout=5).status_code in (
+        400,
+        404,
+    )  # plain HTTP to a websocket route

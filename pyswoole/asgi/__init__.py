@@ -1,4 +1,5 @@
-"""Run ASGI 3 applications on ``pyswoole.http.Server`` (HTTP and lifespan scopes).
+"""Run ASGI 3 applications on ``pyswoole.http.Server`` (HTTP and lifespan scopes) or
+``pyswoole.websocket.Server`` (websocket scope too).
 
 ``attach(server, app)`` makes ``app`` the server's ``request`` handler and runs the lifespan
 protocol in each worker (startup at ``worker_start``, requests wait for it; shutdown at
@@ -298,8 +299,13 @@ class Lifespan:
 
 
 def attach(server: Server, app: ASGIApp, lifespan: str = "auto") -> ASGIHandler:
-    """Serve ``app`` on ``server``: its ``request``, ``worker_start`` and ``worker_stop`` callbacks."""
+    """Serve ``app`` on ``server``: its ``request``, ``worker_start`` and ``worker_exit`` callbacks,
+    and on a ``pyswoole.websocket.Server`` the websocket scope too."""
     handler = ASGIHandler(app, lifespan)
+    if "handshake" in server.EVENTS:
+        from pyswoole.asgi.websocket import attach_websocket
+
+        attach_websocket(server, handler)
     server.on("request", handler)
     server.on("worker_start", handler.startup)
     # worker_exit, not worker_stop: the worker drains every task before worker_stop, and the

@@ -57,6 +57,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["base", "process"], default="base", help="process model")
     parser.add_argument("--threads", type=int, default=10, help="WSGI threads per worker")
     parser.add_argument("--lifespan", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument(
+        "--ws",
+        choices=["auto", "none"],
+        default="auto",
+        help="ASGI websocket scope (none: HTTP only, a bit faster)",
+    )
     parser.add_argument("--factory", action="store_true", help="module:app is a function returning the app")
     parser.add_argument("--reload", action="store_true", help="restart on code change (development)")
     parser.add_argument("--reload-dir", action="append", default=[], help="directory to watch (default: .)")
@@ -102,7 +108,10 @@ def load_app(target: str, factory: bool = False) -> Any:
 
 
 def build_server(args: argparse.Namespace) -> Any:
-    from pyswoole.http import Server
+    if args.interface == "asgi" and args.ws == "auto":
+        from pyswoole.websocket import Server
+    else:
+        from pyswoole.http import Server
 
     app = load_app(args.target, args.factory)
     server = Server(args.host, args.port, BASE if args.mode == "base" else PROCESS)
