@@ -1,0 +1,172 @@
+"""HTTP requests that each run one MySQL query: a connection per request vs a pool (issue 10).
+
+``examples/coroutine_client.py`` with 1 worker answers every request with the rows of the view
+``one`` (``SELECT 1 AS one``), either connecting for each request (``--short-connections``, what the
+seed's ``coroutine_client.php`` did) or through its pool. wrk drives both in the same run,
+alternated rep by rep on a fresh server each; a private MariaDB (started here) shares the load
+generator's CPU, so the pyswoole worker has a CPU of its own.
+
+    python3 bench/bench_db_http.py [--reps 5] [--duration 5] [--connections 50] [--pool-size 50]
+                                   [--only short,pooled] [--no-write]
+
+Writes bench/results/db_http.md. Target (issue 10): pooled >= 5x short.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import (
+    BENCH_DIR,
+    LOAD_CPU,
+    REPO_DIR,
+    Contender,
+    RunningServer,
+    alternate,
+    answers,
+    bench_arguments,
+    bench_session,
+    environment,
+    http_get,
+    log,
+    markdown_table,
+    medians,
+    python_server,
+    select,
+    spread,
+    write_section,
+    wrk_load,
+)
+
+from tests.db_servers import MariaDBServer
+
+RESULTS = BENCH_DIR / "results" / "db_http.md"
+EXAMPLE = REPO_DIR / "examples" / "coroutine_client.py"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_mariadb(directory: Path) -> MariaDBServer:
+    mariadbd = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin")
+    install_db = shutil.which("mariadb-install-db")
+    if not mariadbd or not install_db:
+        raise SystemExit("mariadbd/mariadb-install-db not found (Debian package mariadb-server)")
+    server = MariaDBServer(mariadbd, install_db, directory)
+    server.start()
+    server.query("CREATE DATABASE test", db=None)
+    server.query("CREATE VIEW one AS SELECT 1 AS one")
+    subprocess.run(["taskset", "-a", "-cp", str(LOAD_CPU), str(server.pid)], check=True, capture_output=True)
+    return server
+
+
+def contenders(mariadb: MariaDBServer, args: Any) -> list[Contender]:
+    common = ["--host", "127.0.0.1", "--workers", "1", "--mysql-port", str(mariadb.port)]
+    common += ["--mysql-password", "", "--mysql-table", "one", "--pool-size", str(args.pool_size)]
+    env = {"PYTHONPATH": str(REPO_DIR)}  # this tree's pyswoole, whatever is installed
+    ready = answers(http_get("/"), b"HTTP/1.1 200")
+    made = []
+    for name, port, extra in (("short", 18701, ["--short-connections"]), ("pooled", 18702, [])):
+        command = python_server(EXAMPLE, "--port", str(port), *common, *extra)
+        made.append(Contender(name, command, port, ready=ready, env=env))
+    return made
+
+
+def measure(mariadb: MariaDBServer, args: Any) -> Any:
+    def run(server: RunningServer) -> dict[str, float]:
+        url = f"http://127.0.0.1:{server.contender.port}/"
+        wrk_load(url, connections=args.connections, duration=args.warmup, warmup=0)
+        db_before = process_cpu_seconds(mariadb.pid)
+        result = wrk_load(url, connections=args.connections, duration=args.duration, warmup=0, server=server)
+        db_cpu = process_cpu_seconds(mariadb.pid) - db_before
+        return {
+            "requests_per_s": result["requests_per_s"],
+            "server_us_per_request": result["server_us_per_request"],
+            "db_us_per_request": db_cpu / result["requests"] * 1e6 if result["requests"] else float("nan"),
+            "errors": result["errors"],
+        }
+
+    return run
+
+
+def report(samples: dict[str, list[dict[str, float]]], args: Any) -> str:
+    middle = medians(samples)
+    base = middle.get("short")
+    rows = []
+    for name, figures in middle.items():
+        rate = figures["requests_per_s"]
+        rows.append(
+            [
+                name,
+                rate,
+                f"±{spread([s['requests_per_s'] for s in samples[name]]) * 100:.0f}%",
+                f"{rate / base['requests_per_s']:.1f}x" if base else "-",
+                figures["server_us_per_request"],
+                figures["db_us_per_request"],
+                int(sum(s["errors"] for s in samples[name])),
+            ]
+        )
+    header = ["mode", "requests/s", "spread", "vs short", "worker CPU µs/req", "MariaDB CPU µs/req", "errors"]
+    parameters = {
+        "wrk connections": args.connections,
+        "pool size": args.pool_size,
+        "workers": 1,
+        "reps": args.reps,
+        "duration s": args.duration,
+        "query": "`SELECT * FROM one` (a view of `SELECT 1 AS one`)",
+    }
+    note = (
+        "`short` connects to MariaDB for every request and closes after it (the seed's "
+        "`coroutine_client.php`); `pooled` shares the worker's pool. Issue 10's target: pooled >= 5x short."
+    )
+    return "\n\n".join(
+        [
+            "## HTTP + MySQL: a connection per request vs a pool (bench/bench_db_http.py)",
+            environment(
+                packages=["asyncmy"],
+                tools=[["wrk", "--version"], ["mariadbd", "--version"]],
+                parameters=parameters,
+            ),
+            markdown_table(header, rows),
+            note,
+        ]
+    )
+
+
+def main() -> None:
+    parser = bench_arguments(__doc__.splitlines()[0], reps=5, duration=5.0)
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--pool-size", type=int, default=50, help="connections in the worker's pool")
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="pyswoole-bench-mariadb-"))
+    mariadb = None
+    try:
+        with bench_session():
+            mariadb = start_mariadb(directory)
+            chosen = select(contenders(mariadb, args), args.only)
+            samples = alternate(chosen, args.reps, measure(mariadb, args))
+    finally:
+        if mariadb is not None:
+            mariadb.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+    body = report(samples, args)
+    if args.no_write:
+        print(body)
+    else:
+        RESULTS.parent.mkdir(exist_ok=True)
+        write_section("db_http", body, path=RESULTS)
+        log(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
