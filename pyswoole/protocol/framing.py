@@ -178,10 +178,10 @@ class LengthFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
-        if not buffer:
+        if not buffer and self.length_func is None and len(data) >= self._header:
             # Fast path: the chunk holds exactly one whole packet (the common case).
-            total = self._packet_length(data, 0)
-            if total and total == len(data):
+            length = self._unpack(data, self.length_offset)[0]
+            if length >= 0 and self.body_offset + length == len(data) <= self.max_length:
                 return [data]
         buffer += data
         packets: list[bytes] = []

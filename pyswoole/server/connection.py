@@ -34,6 +34,7 @@ class StreamConnection(asyncio.Protocol):
         "bytes_in",
         "bytes_out",
         "closed_by_server",
+        "closing",
         "fd",
         "framer",
         "last_time",
@@ -67,6 +68,7 @@ class StreamConnection(asyncio.Protocol):
         self.release_target = -1
         self.bytes_in = 0
         self.bytes_out = 0
+        self.closing = False  # no more writes: closed, closing or handed over
 
     # -- asyncio Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -91,24 +93,26 @@ class StreamConnection(asyncio.Protocol):
         receive = self.receive
         if receive is None:
             return
-        if self.framer is None:
-            worker.request_count += 1
-            spawn(receive, self.server, self.fd, self.reactor_id, data, name="receive")
+        framer = self.framer
+        if framer is None:
+            packets: Any = (data,)
         else:
             try:
-                packets = self.framer.feed(data)
+                packets = framer.feed(data)
             except FramingError as exc:
                 log.warning("closing connection %d from %s:%d: %s", self.fd, *self.remote, exc)
                 self.closed_by_server = True
                 self.transport.abort()
                 return
-            worker.request_count += len(packets)
-            for packet in packets:
-                spawn(receive, self.server, self.fd, self.reactor_id, packet, name="receive")
+        worker.request_count += len(packets)
+        server, fd, reactor_id = self.server, self.fd, self.reactor_id
+        for packet in packets:
+            spawn(receive, server, fd, reactor_id, packet, name="receive")
         if worker.max_request and worker.request_count >= worker.max_request:
             worker.recycle()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
         if not self.fd:
             return
         if self.released:
@@ -134,7 +138,7 @@ class StreamConnection(asyncio.Protocol):
 
     # -- verbs used by Server ----------------------------------------------------------------------
     def send(self, data: bytes) -> bool:
-        if self.paused_writing or self.transport.is_closing():
+        if self.paused_writing or self.closing:
             return False
         self.bytes_out += len(data)
         self.transport.write(data)
@@ -142,6 +146,7 @@ class StreamConnection(asyncio.Protocol):
 
     def close(self, reset: bool = False) -> None:
         self.closed_by_server = True
+        self.closing = True
         if reset:
             sock = self.transport.get_extra_info("socket")
             if sock is not None:  # RST once the last duplicate (the master's) is closed
@@ -153,6 +158,7 @@ class StreamConnection(asyncio.Protocol):
     def release(self, target_worker: int = -1) -> None:
         """Hand this connection back to the master (PROCESS mode): stop reading, flush, let go."""
         self.released = True
+        self.closing = True
         self.release_target = target_worker
         self.transport.pause_reading()
         self.transport.close()

@@ -120,6 +120,7 @@ class Server:
         self.worker_pid = 0
         self._registry: Registry | None = None
         self._worker: Worker | None = None
+        self._connections: dict[int, StreamConnection] = {}  # this worker's (the send fast path)
         self._supervisor: Supervisor | None = None
         self._task_dispatcher: TaskDispatcher | None = None
         self._manager_mailbox: Mailbox | None = None
@@ -298,6 +299,7 @@ class Server:
         self.worker_pid = os.getpid()
         self._forget_manager_state()
         self._worker = Worker(self, worker_id)
+        self._connections = self._worker.connections
         return self._worker.run()
 
     def _run_task_worker(self, task_worker_id: int) -> int:
@@ -393,15 +395,12 @@ class Server:
     def send(self, fd: int, data: bytes | str, server_socket: int = -1) -> bool:
         """Send to connection ``fd``, whichever worker owns it; False if it is gone or its
         output buffer is over ``buffer_output_size``."""
-        if isinstance(data, str):
-            data = data.encode()
-        worker = self._worker
-        if worker is None:
-            raise RuntimeError("send() is available in worker processes only")
-        conn = worker.connections.get(fd)
+        if data.__class__ is str:
+            data = data.encode()  # type: ignore[union-attr]
+        conn = self._connections.get(fd)
         if conn is not None:
-            return conn.send(data)
-        return worker.route(fd, MSG_SEND, FD.pack(fd), data)
+            return conn.send(data)  # type: ignore[arg-type]
+        return self._require_worker().route(fd, MSG_SEND, FD.pack(fd), data)  # type: ignore[arg-type]
 
     def sendto(self, ip: str, port: int, data: bytes | str, server_socket: int = -1) -> bool:
         """Send a datagram from one of this server's UDP/Unix datagram ports."""
