@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -479,11 +480,15 @@ def test_examples_folder_on_sys_path_does_not_hide_the_signal_module():
 
 def test_pool_restarts_workers_with_their_ids(spawn):
     proc = spawn("pool.py", "--workers", "3", "--min", "0.1", "--max", "0.25")
-    time.sleep(1.2)
+    output = b""
+    deadline = time.monotonic() + 20
+    while not all(output.split().count(b"%d" % i) >= 2 for i in range(3)) and time.monotonic() < deadline:
+        if select.select([proc.stdout], [], [], 1)[0]:
+            output += os.read(proc.stdout.fileno(), 4096)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
-    ids = [line.strip() for line in out.split("\n") if line.strip()]
+    ids = (output.decode() + out).split()
     assert set(ids) == {"0", "1", "2"}
     assert all(ids.count(worker_id) >= 2 for worker_id in "012"), ids
     assert not children_of(proc.pid)

@@ -137,6 +137,7 @@ def start(pool, worker_id):
 def stop(pool, worker_id):
     say("stop", worker_id, os.getpid())
 
+pool.max_wait_time = 30  # a loaded CI machine must not turn a slow worker_stop into SIGKILL
 pool.start()
 say("pool stopped")
 """
@@ -181,6 +182,7 @@ from pyswoole.process import Pool
 pool = Pool(4)
 pool.on("worker_start", lambda pool, wid: (say("up", wid, os.getpid()), time.sleep(60)))
 pool.on("worker_stop", lambda pool, wid: say("down", wid))
+pool.max_wait_time = 30  # a loaded CI machine must not turn a slow worker_stop into SIGKILL
 pool.start()
 """
     )
@@ -188,7 +190,8 @@ pool.start()
     running.worker_pids.update(int(line.split()[2]) for line in lines)
     code, _ = script.stop()
     assert code == 0, script.stderr
-    assert sorted(line for line in script.seen if line.startswith("down")) == [f"down {i}" for i in range(4)]
+    downs = sorted(line for line in script.seen if line.startswith("down"))
+    assert downs == [f"down {i}" for i in range(4)], (script.seen, script.stderr)
     wait_gone(running.worker_pids)
 
 
@@ -203,6 +206,7 @@ from pyswoole.process import Pool, IPC_MSGQUEUE
 pool = Pool(3, IPC_MSGQUEUE, msgqueue_key={key})
 pool.on("worker_start", lambda pool, wid: say("ready", wid, os.getpid()))
 pool.on("message", lambda pool, data: say("got", pool.worker_id, data.decode()))
+pool.max_wait_time = 30  # a loaded CI machine must not turn a slow worker_stop into SIGKILL
 pool.start()
 """
     )
@@ -237,6 +241,7 @@ def start(pool, worker_id):
 @pool.on("message")
 def message(pool, data):
     say(pool.worker_id, data.decode())
+pool.max_wait_time = 30  # a loaded CI machine must not turn a slow worker_stop into SIGKILL
 pool.start()
 """
     )
@@ -280,6 +285,7 @@ def message(pool, data):
         raise RuntimeError("message callback fails on purpose")
     pool.write(b"worker %d: " % pool.worker_id)
     pool.write(data.upper())
+pool.max_wait_time = 30  # a loaded CI machine must not turn a slow worker_stop into SIGKILL
 pool.start()
 """
     )
@@ -329,6 +335,7 @@ def start(pool, worker_id):
 async def message(pool, data):
     await asyncio.sleep(0.01)
     say("async got", pool.worker_id, data.decode())
+pool.max_wait_time = 30  # a loaded CI machine must not turn a slow worker_stop into SIGKILL
 pool.start()
 """
     )

@@ -89,6 +89,8 @@ class Pool:
     IPC_MSGQUEUE = IPC_MSGQUEUE
     IPC_SOCKET = IPC_SOCKET
 
+    #: Seconds a stopping worker has to finish (``worker_stop`` included) before it is killed.
+    max_wait_time = 3.0
     #: The largest message accepted (IPC_SOCKET requests, IPC_UNIXSOCK messages), and how long an
     #: IPC_SOCKET client may take to send its request.
     package_max_length = DEFAULT_MAX_LENGTH
@@ -175,7 +177,7 @@ class Pool:
             self._queue = MessageQueue(self.msgqueue_key)
             self.msgqueue_key = self._queue.key
         self.master_pid = os.getpid()
-        self._supervisor = Supervisor()
+        self._supervisor = Supervisor(stop_timeout=self.max_wait_time)
         self._supervisor.add_group(_GROUP, self.worker_num, self._worker_main)
         try:
             self._supervisor.run()
