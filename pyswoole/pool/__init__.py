@@ -11,8 +11,8 @@ that was put back as broken is closed and never handed out again.
 Each process has its own pool. A connection is a socket with protocol state: two processes writing
 to one socket interleave their requests and read each other's replies. So after ``fork`` the child's
 copy of a pool forgets the connections it inherited (it neither uses nor closes them: they belong to
-the parent) and opens its own. Create pools in each worker (``on_worker_start``), or create them
-before the fork with no connections open yet.
+the parent) and opens its own. Create pools in each worker (the ``worker_start`` callback), or
+create them before the fork with no connections open yet.
 """
 
 from __future__ import annotations
