@@ -195,6 +195,29 @@ pool.start()
     wait_gone(running.worker_pids)
 
 
+def test_sigusr1_reloads_every_worker_with_its_id(running):
+    script = running(
+        """
+import os, time
+from pyswoole.process import Pool
+pool = Pool(2)
+pool.on("worker_start", lambda pool, wid: (say("up", wid, os.getpid()), time.sleep(60)))
+pool.max_wait_time = 30
+pool.start()
+"""
+    )
+    first = {line.split()[1]: int(line.split()[2]) for line in script.until(lambda lines: len(lines) == 2)}
+    running.worker_pids.update(first.values())
+    script.proc.send_signal(signal.SIGUSR1)
+    lines = script.until(lambda lines: len(lines) == 4)
+    second = {line.split()[1]: int(line.split()[2]) for line in lines[2:]}
+    running.worker_pids.update(second.values())
+    assert set(second) == {"0", "1"} and not set(second.values()) & set(first.values())
+    wait_gone(first.values())
+    assert script.stop()[0] == 0, script.stderr
+    wait_gone(second.values())
+
+
 def test_msgqueue_pool_workers_compete_for_messages(running, tmp_path):
     anchor = tmp_path / "pool-queue"
     anchor.write_bytes(b"")
