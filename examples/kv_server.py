@@ -145,14 +145,6 @@ class Store:
         except TableFullError:
             raise OUT_OF_MEMORY from None
 
-    def string(self, key: bytes, locked: bool = False) -> bytes | None:
-        row = self.row(key, locked)
-        if row is None:
-            return None
-        if row["type"] != STRING_TYPE:
-            raise WRONGTYPE
-        return row["value"]
-
     def hash(self, key: bytes, locked: bool = False) -> dict[bytes, bytes]:
         row = self.row(key, locked)
         if row is None:
@@ -181,7 +173,12 @@ class Store:
     def get(self, server, fd, args):
         if len(args) != 1:
             raise arity("get")
-        return self.string(args[0])
+        row = self.row(args[0])
+        if row is None:
+            return None
+        if row["type"] != STRING_TYPE:
+            raise WRONGTYPE
+        return row["value"]
 
     def set(self, server, fd, args):
         if len(args) < 2:

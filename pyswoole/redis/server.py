@@ -272,6 +272,7 @@ class RedisConnection(StreamConnection):
         batch = []
         plain_may_suspend = runner.plain_in_greenlet
         run = self._run
+        self.current = _STEPPING  # (a slot while an async handler steps)
         for args in commands:
             name = args[0]
             entry = handlers.get(name) or handlers.get(name.upper())
@@ -290,7 +291,7 @@ class RedisConnection(StreamConnection):
                 slot = _Slot()
                 self.current = slot
                 task = spawn(self._run_async if is_async else self._run_in_slot, fn, args, slot, name="redis")
-                self.current = None
+                self.current = _STEPPING
                 if task is None and not queue:
                     batch.append(slot.reply)
                 else:
@@ -299,15 +300,14 @@ class RedisConnection(StreamConnection):
                         self.suspended[task] = slot
                     queue.append(slot)
             else:  # a plain handler finishes in this step: no slot needed unless replies wait
-                self.current = _STEPPING
                 spawn(run, fn, args)
-                self.current = None
                 if queue:
                     queue.append(_Slot(self.reply))
                 else:
                     batch.append(self.reply)
             if self.closing:
                 break
+        self.current = None
         if batch:
             out = batch[0] if len(batch) == 1 else b"".join(batch)
             self.bytes_out += len(out)
@@ -334,10 +334,13 @@ class RedisConnection(StreamConnection):
             result = handler(self.server, self.fd, args)
         except Exception as exc:
             result = self._failed(handler, exc)
-        sent = self.sent
-        if sent is not None:
+        if self.sent is not None:
+            self.reply = b"".join(self.sent)
             self.sent = None
-            self.reply = b"".join(sent)
+        elif type(result) is Reply:  # the common replies first, without a call
+            self.reply = result
+        elif type(result) is bytes:
+            self.reply = b"$%d\r\n%s\r\n" % (len(result), result)
         else:
             try:
                 self.reply = encode(result, self.resp3)
