@@ -272,7 +272,9 @@ def test_client_that_does_not_read_its_replies_is_paused_not_buffered(run_server
 def test_request_over_package_max_length_is_refused(run_server):
     server = start(run_server, package_max_length=4096, worker_num=1)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(command("ECHO", "ok") + b"*2\r\n$4\r\nECHO\r\n$1000000\r\n" + b"x" * 70_000)
+        sock.sendall(command("ECHO", "ok") + b"*2\r\n$4\r\nECHO\r\n$1000000\r\n" + b"x" * 69_000)
+        time.sleep(0.3)  # all read; the next bytes cross the limit (4096 + 64 KiB) and nothing stays unread
+        sock.sendall(b"x" * 1000)
         data = _drain(sock, 5)
     assert data.startswith(
         b"$2\r\nok\r\n-ERR Protocol error: request bigger than package_max_length (4096 bytes)"
