@@ -31,6 +31,7 @@ def _answers(channel: Channel) -> tuple[asyncio.Future, asyncio.Future]:
     done_true.set_result(True)
     done_false.set_result(False)
     channel._done = (done_true, done_false)
+    channel._loop = loop
     return channel._done
 
 
@@ -43,7 +44,7 @@ class Channel:
     False; ``errCode`` then says which.
     """
 
-    __slots__ = ("_closed", "_consumers", "_done", "_items", "_producers", "_timers", "capacity", "errCode")
+    __slots__ = ("_closed", "_consumers", "_done", "_items", "_loop", "_producers", "_timers", "capacity", "errCode")
 
     def __init__(self, capacity: int = 1) -> None:
         if capacity < 1:
@@ -56,6 +57,7 @@ class Channel:
         self._timers: dict[asyncio.Future, asyncio.TimerHandle] = {}  # of waiters with a timeout
         self._closed = False
         self._done: tuple[asyncio.Future, asyncio.Future] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def push(self, data: Any, timeout: float = -1) -> Awaitable[bool]:
         """Put ``data`` in the channel, waiting while it is full; False on timeout or close."""
@@ -79,9 +81,10 @@ class Channel:
         if timeout == 0:
             self.errCode = CHANNEL_TIMEOUT
             return answers[1]
-        loop = answers[0].get_loop()
+        loop = self._loop
         if loop is not _get_running_loop():  # used from another loop than before
-            loop = _answers(self)[0].get_loop()
+            _answers(self)
+            loop = self._loop
         waiter = loop.create_future()
         if timeout > 0:
             self._timers[waiter] = loop.call_later(timeout, self._expire, waiter)
@@ -107,18 +110,20 @@ class Channel:
                     waiter.set_result(True)
                     break
             self.errCode = 0
-            loop = answers[0].get_loop()
+            loop = self._loop
             if loop is not _get_running_loop():
-                loop = _answers(self)[0].get_loop()
+                _answers(self)
+                loop = self._loop
             ready = loop.create_future()
             ready.set_result(data)
             return ready
         if timeout == 0:
             self.errCode = CHANNEL_TIMEOUT
             return answers[1]
-        loop = answers[0].get_loop()
+        loop = self._loop
         if loop is not _get_running_loop():  # used from another loop than before
-            loop = _answers(self)[0].get_loop()
+            _answers(self)
+            loop = self._loop
         waiter = loop.create_future()
         if timeout > 0:
             self._timers[waiter] = loop.call_later(timeout, self._expire, waiter)
