@@ -6,6 +6,7 @@ accepted connection takes the next fd, and the demos' output depends on exact fd
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import signal
@@ -67,6 +68,24 @@ def demo(run_server):
         print(f"--- output of {server.argv[1:]} (pid {server.pid}):\n{server.output()}")
 
 
+def retried_once_on_timeout(test):
+    """Run the test again on a fresh server if a wait timed out (assertions are never retried).
+
+    Works around the engine's start-up race (``test_a_worker_ready_before_the_master_still_gets_
+    connections``, xfail below): on a loaded machine a worker may never be handed its connections.
+    """
+
+    @functools.wraps(test)
+    def run(demo):
+        try:
+            return test(demo)
+        except TimeoutError as error:
+            print(f"first attempt timed out ({error}); retrying on a fresh server")
+            return test(demo)
+
+    return run
+
+
 def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=5)
 
@@ -110,6 +129,7 @@ def udp_ask(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, tuple,
         return reply, address, client.getsockname()[1]
 
 
+@retried_once_on_timeout
 def test_udps_replies_and_prints_client_info(demo):
     server = demo("udpS.py", "--workers", "2", udp=True)
     # The first datagram may reach a worker before its reply path is ready (see the xfail below).
@@ -183,6 +203,7 @@ def test_a_worker_ready_before_the_master_still_gets_connections(run_server):
 # -- lifecycle.py ----------------------------------------------------------------------------------
 
 
+@retried_once_on_timeout
 def test_lifecycle_prints_workers_and_sessions_and_answers_aaaa(demo):
     server = demo("lifecycle.py")
     server.wait_output("Worker 0 started")
@@ -199,6 +220,7 @@ def test_lifecycle_prints_workers_and_sessions_and_answers_aaaa(demo):
     assert "Client 3" not in server.output()
 
 
+@retried_once_on_timeout
 def test_lifecycle_reload_rebuilds_process_global_state_only(demo):
     server = demo("lifecycle.py", "--workers", "1", "--verbose")
     server.wait_output("Worker 0 started")
@@ -216,6 +238,7 @@ def test_lifecycle_reload_rebuilds_process_global_state_only(demo):
 # -- callback.py -----------------------------------------------------------------------------------
 
 
+@retried_once_on_timeout
 def test_callback_events_reload_and_shutdown_order(demo):
     server = demo("callback.py", "--trace")
     server.wait_output("trace: worker_start 0")
@@ -263,6 +286,7 @@ def read_replies(sock: socket.socket, bodies: list[bytes]) -> bool:
     return recv_until(sock, lambda got: len(got) >= len(expected)) == expected
 
 
+@retried_once_on_timeout
 def test_protocol_length_and_eof_ports_split_whatever_the_chunking(demo):
     eof_port = free_port()
     server = demo("protocol.py", "--eof-port", eof_port)
@@ -292,6 +316,7 @@ def test_protocol_length_and_eof_ports_split_whatever_the_chunking(demo):
         assert line in server.wait_output(line)
 
 
+@retried_once_on_timeout
 def test_protocol_oversized_line_closes_only_that_connection(demo):
     eof_port = free_port()
     server = demo("protocol.py", "--eof-port", eof_port)
@@ -335,6 +360,7 @@ def timed_hello(port: int, text: bytes, reply: bytes = b"Hello\n") -> tuple[sock
     return sock, time.monotonic() - started
 
 
+@retried_once_on_timeout
 def test_sleep_blocks_the_only_worker(demo):
     server = demo("sleep.py", "--sleep", "0.6")
     first, _ = timed_hello(server.port, b"hi\n")
@@ -345,6 +371,7 @@ def test_sleep_blocks_the_only_worker(demo):
         assert recv_until(second, lambda got: got.endswith(b"\n\n")) == b"Swoole:yo\n\n"
 
 
+@retried_once_on_timeout
 def test_sleep_with_hooks_does_not_block(demo):
     server = demo("sleep.py", "--sleep", "0.6", "--enable-coroutine")
     first, _ = timed_hello(server.port, b"hi\n")
@@ -355,6 +382,7 @@ def test_sleep_with_hooks_does_not_block(demo):
         assert recv_until(second, lambda got: got.endswith(b"\n\n")) == b"Swoole:yo\n\n"
 
 
+@retried_once_on_timeout
 def test_exit_catches_the_exception_and_keeps_the_connection(demo):
     server = demo("exit.py", "--sleep", "0.5")
     first, _ = timed_hello(server.port, b"one")
@@ -368,6 +396,7 @@ def test_exit_catches_the_exception_and_keeps_the_connection(demo):
     assert "Traceback" not in server.output()
 
 
+@retried_once_on_timeout
 def test_while_freezes_the_worker_and_shutdown_kills_it(demo):
     server = demo("while.py", "--max-wait-time", "0.5")
     with connect(server.port) as stuck:
@@ -386,6 +415,7 @@ def test_while_freezes_the_worker_and_shutdown_kills_it(demo):
 # -- isolation.py / multiprocess_share_data.py -----------------------------------------------------
 
 
+@retried_once_on_timeout
 def test_isolation_counts_per_worker_by_fd(demo):
     server = demo("isolation.py")
     with connect(server.port) as fd1:
@@ -409,6 +439,7 @@ def dumps(server) -> list[str]:
     return [line for line in lines(server) if line.startswith("[")]
 
 
+@retried_once_on_timeout
 def test_multiprocess_share_data_lists_are_per_worker(demo):
     server = demo("multiprocess_share_data.py")
     opened = open_in_order(server, 4)
@@ -425,6 +456,7 @@ def test_multiprocess_share_data_lists_are_per_worker(demo):
             sock.close()
 
 
+@retried_once_on_timeout
 def test_multiprocess_share_data_shared_table_sees_every_fd(demo):
     server = demo("multiprocess_share_data.py", "--shared")
     opened = open_in_order(server, 4)
