@@ -304,3 +304,42 @@ def test_client_that_stops_reading_is_disconnected(server, client):
         assert closed or "client does not read" in server.process.output()
     wait_for(lambda: "client does not read" in server.process.output(), 5)
     assert client.get("/hello").text == "Hello, World!"
+
+
+def test_requests_split_anywhere_get_the_same_answers(server):
+    import random
+
+    stream = (
+        b"POST /echo?a=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 7\r\n\r\nk=v&w=z"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+
+    def answers(pieces: list[bytes]) -> list[tuple[bytes, object]]:
+        with server.connect() as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(0.0005)
+            data = recv_until(sock, lambda d: d.endswith(b"Hello, World!"))
+        out = []
+        for status, body in split_responses(data):
+            if body.startswith(b"{"):
+                info = json.loads(body)
+                body = (info["get"], info["post"], info["body"])
+            out.append((status, body))
+        return out
+
+    whole = answers([stream])
+    assert [b for _, b in whole] == [
+        ({"a": "1"}, {"k": "v", "w": "z"}, "k=v&w=z"),
+        (None, None, "abcde"),
+        b"Hello, World!",
+    ]
+    assert answers([stream[i : i + 1] for i in range(len(stream))]) == whole
+    rng = random.Random(4)
+    for _ in range(3):
+        cuts = sorted(rng.sample(range(1, len(stream)), 12))
+        pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        assert answers(pieces) == whole

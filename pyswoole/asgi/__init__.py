@@ -186,6 +186,10 @@ def http_scope(request: Request, state: dict[str, Any] | None) -> Scope:
 class ASGIHandler:
     """The ``request`` callback that runs an ASGI application, plus its lifespan."""
 
+    #: Run in a Task of its own, not started in place: ASGI frameworks (anyio's cancel scopes,
+    #: thread offloading) need a current task.
+    eager = False
+
     def __init__(self, app: ASGIApp, lifespan: str = "auto"):
         if lifespan not in ("auto", "on", "off"):
             raise ValueError("lifespan must be 'auto', 'on' or 'off'")
@@ -198,10 +202,6 @@ class ASGIHandler:
     async def __call__(self, request: Request, response: Response) -> None:
         if self.ready is not None and not self.ready.is_set():
             await self.ready.wait()
-        if asyncio.current_task() is None:
-            # Started eagerly (outside any Task): ASGI frameworks (anyio's cancel scopes, thread
-            # offloading) need a current task, so suspend once and continue inside one.
-            await asyncio.sleep(0)
         conn = request.conn
         assert conn is not None
         cycle = HttpCycle(conn, request, response)

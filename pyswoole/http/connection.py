@@ -47,8 +47,6 @@ STREAM_CHUNK = 256 * 1024
 LINGER_SECONDS = 2.0
 #: Responses made during one read are written together up to this many bytes.
 FLUSH_SIZE = 64 * 1024
-_BODYLESS = (b"GET", b"HEAD")
-
 _worker: Worker | None = None  # the worker this process serves HTTP for (set on first connection)
 
 
@@ -141,11 +139,14 @@ class HttpConnection(StreamConnection):
             self.refuse(exc)
             return
         if requests:
+            self.head_since = 0.0  # whole requests arrived: the header clock stops
             worker.request_count += len(requests)
             queue = self.queue
             self.out = out = []
             self.out_size = 0
             for request in requests:
+                if self.closed_by_server:  # an answer closed the connection: drop the rest
+                    break
                 if self.active is None and not queue:
                     self._dispatch(request)
                 else:
@@ -194,10 +195,9 @@ class HttpConnection(StreamConnection):
 
     # -- requests ----------------------------------------------------------------------------------------
     def _on_head(self, request: Request) -> Any:
-        """Headers complete: stop the header clock; check and route the body."""
+        """The head of a request with a body is complete: stop the header clock; check and route
+        the body."""
         self.head_since = 0.0
-        if request.method in _BODYLESS:
-            return None
         options = self.options
         check_body_size(request, options.max_body_size)
         if expects_continue(request) and request.version == "1.1":
@@ -215,7 +215,10 @@ class HttpConnection(StreamConnection):
         options = self.options
         if options.static is not None and options.static.serve(request, response):
             return
-        runner.start(self._serve(request, response), "request")
+        if options.eager:
+            runner.start(self._serve(request, response), "request")
+        else:
+            self.worker.loop.create_task(self._serve(request, response))
 
     async def _serve(self, request: Request, response: Response) -> None:
         handler = self.options.handler

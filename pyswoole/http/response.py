@@ -285,18 +285,13 @@ class Response:
         conn = live_connection(fd)
         if conn is None:
             return False
-        active = conn.active
-        if active is not None and active.detached:
-            return active.__class__._adopt(active)
-        return cls(conn, None)
-
-    @staticmethod
-    def _adopt(detached: Response) -> Response:
-        """The response replacing a detached one: same connection turn, fresh head."""
-        response = Response(detached.conn, detached.request)
+        detached = conn.active
+        if detached is None or not detached.detached:
+            return cls(conn, None)
+        # Take over the detached response's turn on the connection, with a fresh head.
+        response = cls(conn, detached.request)
         response.keep_alive = detached.keep_alive
-        assert detached.conn is not None
-        detached.conn.active = response
+        conn.active = response
         detached.state = ENDED
         return response
 

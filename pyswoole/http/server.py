@@ -57,6 +57,7 @@ class HttpOptions:
     """What one port's connections need from the settings, computed once per port per worker."""
 
     handler: Callable[..., Any]
+    eager: bool  # start the handler in place (False: in its own Task, for ASGI frameworks)
     parse_post: bool
     parse_cookie: bool
     parse_files: bool
@@ -106,6 +107,7 @@ class Server(core.Server):
             )
         return HttpOptions(
             handler=self.callbacks["request"],
+            eager=getattr(self.callbacks["request"], "eager", True),
             parse_post=s["http_parse_post"],
             parse_cookie=s["http_parse_cookie"],
             parse_files=s["http_parse_files"],

@@ -24,6 +24,8 @@ REASONS: dict[int, str] = {s.value: s.phrase for s in http.HTTPStatus}
 REASONS.setdefault(418, "I'm a teapot")
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Methods whose requests are not expected to carry a body (``on_head`` is not called for them).
+BODYLESS = (b"GET", b"HEAD")
 
 
 class HttpError(Exception):
@@ -74,7 +76,8 @@ class RawRequest:
 class RequestParser:
     """Feed bytes, get whole requests. One parser per connection.
 
-    ``on_head(request)`` (optional) runs when a request's head is complete and may return a
+    ``on_head(request)`` (optional) runs when the head of a request that may have a body (not
+    ``GET``/``HEAD``) is complete, and may return a
     ``BodySink`` that receives the body instead of memory (the sink is closed at the end of the
     message); it may also raise ``HttpError``.
     """
@@ -203,7 +206,7 @@ class RequestParser:
         current.method = parser.get_method()
         current.version = parser.get_http_version()
         current.keep_alive = parser.should_keep_alive()
-        if self.on_head is not None:
+        if self.on_head is not None and current.method not in BODYLESS:
             self._sink = self.on_head(current)
 
     def on_body(self, body: bytes) -> None:
