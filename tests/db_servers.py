@@ -9,13 +9,16 @@ Register it from a test module with ``pytest_plugins = ["tests.db_servers"]`` (o
     (by pid) at its end. Login: ``user`` root, ``password`` "" (real authentication), database
     ``db`` "test" (created empty). Attributes: ``host``, ``port``, ``socket``, ``user``,
     ``password``, ``db``, ``pid``, ``connect_options`` (keyword arguments for asyncmy/pymysql).
-    Methods: ``query(sql, args=None)`` runs one statement on a fresh pymysql connection and returns
-    its rows as tuples; ``restart()`` stops the server cleanly and starts it again on the same port
-    and data (existing client connections break, as in a real restart).
+    Methods: ``query(sql, args=None, db="test")`` runs one statement on a fresh pymysql connection
+    and returns its rows as tuples; ``restart()`` stops the server cleanly and starts it again on
+    the same port and data (existing client connections break, as in a real restart); ``stop()``
+    and ``start()`` do the halves (a test that stops the server must start it again, in a
+    ``finally``: the server is shared by the whole session).
 
 ``redis_server`` -> ``RedisServer``
     A ``redis-server`` of its own on a free port, no persistence (``--save '' --appendonly no``).
-    Attributes: ``host``, ``port``, ``url``, ``pid``. Methods: ``restart()``.
+    Attributes: ``host``, ``port``, ``url``, ``pid``. Methods: ``restart()``, ``stop()``, ``start()``
+    (as for MariaDB).
 
 When a binary is missing the tests that need it are skipped, saying which binary; with ``CI=true`` a
 missing binary is a failure instead (CI must install ``mariadb-server``/``redis-server``).
