@@ -27,8 +27,9 @@ Differences from the original:
   once with a clear error (Swoole accepted it and never called it).
 - ``task`` and ``finish`` are registered as in the original; they are never called because the
   server has no task workers (``task_worker_num`` 0), exactly like Swoole.
-- ``worker_exit`` (commented out in the original), ``buffer_full`` and ``buffer_empty`` are
-  registered too, so this file lists every event a ``Server`` has (``Server.EVENTS``).
+- ``worker_exit`` (commented out in the original), ``buffer_full``, ``buffer_empty`` and the
+  manager's ``before_reload``/``after_reload`` (around a reload) are registered too, so this file
+  lists every event a ``Server`` has (``Server.EVENTS``).
 """
 
 import argparse
@@ -76,6 +77,14 @@ def main() -> None:
     @server.on("manager_stop")
     def on_manager_stop(server):
         trace("manager_stop")
+
+    @server.on("before_reload")
+    def on_before_reload(server):
+        trace("before_reload")
+
+    @server.on("after_reload")
+    def on_after_reload(server):
+        trace("after_reload")
 
     @server.on("worker_error")
     def on_worker_error(server, worker_id, worker_pid, exit_code, signal):

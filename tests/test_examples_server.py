@@ -255,6 +255,8 @@ def test_callback_events_reload_and_shutdown_order(demo):
 
     server.signal(signal.SIGUSR1)  # reload: both workers stop and start again
     server.wait_output("worker stop", count=2)
+    server.wait_output("trace: after_reload")
+    assert "trace: before_reload" in server.output()
     server.wait_output("trace: worker_start 0", count=2)
     server.wait_output("trace: worker_start 1", count=2)
 
@@ -266,6 +268,11 @@ def test_callback_events_reload_and_shutdown_order(demo):
     assert last_stop < events.index("trace: manager_stop") < events.index("trace: shutdown")
     assert "onPacket" not in events
     assert not process_group_alive(server.pid)
+
+
+def test_callback_registers_every_server_event():
+    registered = set(re.findall(r'@server\.on\("(\w+)"\)', (EXAMPLES / "callback.py").read_text()))
+    assert registered == set(Server.EVENTS)
 
 
 def test_plain_server_has_no_request_event():
