@@ -79,7 +79,7 @@ if __name__ == "__main__":
     sys.exit(0)
 
 
-from helpers import free_port, port_open  # noqa: E402
+from helpers import free_port, port_open, process_group_alive  # noqa: E402
 from redis import Redis  # noqa: E402
 
 from pyswoole.protocol.resp import RequestParser  # noqa: E402
@@ -251,6 +251,14 @@ def test_redis_cli_resp3_and_no_raw_formatting(server):
     assert '6# "bool" => (true)' in result.stdout
 
 
+def server_rss_kib(server) -> int:
+    total = 0
+    for pid in process_group_alive(server.pid):
+        with open(f"/proc/{pid}/status") as status:
+            total += int(next(line.split()[1] for line in status if line.startswith("VmRSS:")))
+    return total
+
+
 def test_client_that_does_not_read_its_replies_is_paused_not_buffered(run_server):
     server = start(run_server, buffer_output_size=64 * 1024, worker_num=1)
     count, size = 4000, 4096  # 16 MiB of replies
@@ -259,12 +267,16 @@ def test_client_that_does_not_read_its_replies_is_paused_not_buffered(run_server
         socket.create_connection(("127.0.0.1", server.port), timeout=5) as other,
     ):
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        slow.sendall(command("BIG", str(size)))  # every process is up and has served once
+        read_replies(slow, 1)
+        rss_before = server_rss_kib(server)
         sender = threading.Thread(target=slow.sendall, args=(command("BIG", str(size)) * count,))
         sender.start()
         time.sleep(0.5)
+        assert server_rss_kib(server) - rss_before < 8 * 1024, "the replies were buffered, not paused"
         other.sendall(command("ECHO", "served meanwhile"))
         assert read_replies(other, 1) == [b"served meanwhile"]
-        replies = read_replies(slow, count, timeout=30)
+        replies = read_replies(slow, count, timeout=30)  # everything arrives once the client reads
         sender.join(10)
     assert len(replies) == count and all(r == b"x" * size for r in replies)
 

@@ -239,7 +239,19 @@ _STEPPING = _Slot()
 class RedisConnection(StreamConnection):
     """One RESP client connection: parses commands, runs handlers, writes replies in order."""
 
-    __slots__ = ("closing", "current", "handlers", "parser", "queue", "reply", "resp3", "sent", "suspended")
+    __slots__ = (
+        "backlog",
+        "closing",
+        "current",
+        "handlers",
+        "output_limit",
+        "parser",
+        "queue",
+        "reply",
+        "resp3",
+        "sent",
+        "suspended",
+    )
 
     def __init__(self, worker: Worker, port: Port):
         super().__init__(worker, port)
@@ -252,6 +264,9 @@ class RedisConnection(StreamConnection):
         self.reply = b""  # the reply of the plain handler that just ran (_STEPPING)
         self.sent: list[bytes] | None = None  # what it sent itself with server.send()
         self.closing = False  # QUIT / close() / protocol error: answer what came before, then close
+        self.output_limit = worker.settings["buffer_output_size"]
+        # commands not run yet because the client does not read its replies, and a protocol error after them
+        self.backlog: tuple[list[list[bytes]], ProtocolError | None] | None = None
 
     def data_received(self, data: bytes) -> None:
         worker = self.worker
@@ -267,13 +282,27 @@ class RedisConnection(StreamConnection):
         except ProtocolError as exc:
             commands, error = exc.commands, exc
         worker.request_count += len(commands)
+        if self.backlog is not None:  # still waiting for the client to take its replies
+            waiting, waiting_error = self.backlog
+            self.backlog = (waiting + commands, waiting_error or error)
+        else:
+            self._execute(commands, error)
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
+
+    def _execute(self, commands: list[list[bytes]], error: ProtocolError | None) -> None:
+        """Run the commands of a read in order, then answer a protocol error. While the client
+        does not take its replies (``buffer_output_size`` is reached), the rest waits in
+        ``backlog`` for ``resume_writing``: a read's replies never pile up without limit."""
         handlers = self.handlers
         queue = self.queue
-        batch = []
+        batch: list[bytes] = []
+        size = 0
+        limit = self.output_limit
         plain_may_suspend = runner.plain_in_greenlet
         run = self._run
         self.current = _STEPPING  # (a slot while an async handler steps)
-        for args in commands:
+        for index, args in enumerate(commands):
             name = args[0]
             entry = handlers.get(name) or handlers.get(name.upper())
             if entry is None:
@@ -301,17 +330,25 @@ class RedisConnection(StreamConnection):
                     queue.append(slot)
             else:  # a plain handler finishes in this step: no slot needed unless replies wait
                 spawn(run, fn, args)
+                reply = self.reply
                 if queue:
-                    queue.append(_Slot(self.reply))
+                    queue.append(_Slot(reply))
                 else:
-                    batch.append(self.reply)
+                    batch.append(reply)
+                    size += len(reply)
+                    if size > limit:
+                        self._write(batch)
+                        batch, size = [], 0
+                        if self.paused_writing and index + 1 < len(commands):
+                            self.backlog = (commands[index + 1 :], error)
+                            break
             if self.closing:
                 break
         self.current = None
         if batch:
-            out = batch[0] if len(batch) == 1 else b"".join(batch)
-            self.bytes_out += len(out)
-            self.transport.write(out)
+            self._write(batch)
+        if self.backlog is not None:
+            return
         if error is not None and not self.closing:
             log.warning("closing connection %d from %s:%d: %s", self.fd, *self.remote, error)
             self.closing = True
@@ -320,12 +357,14 @@ class RedisConnection(StreamConnection):
             if queue:
                 queue.append(_Slot(reply))
             else:
-                self.bytes_out += len(reply)
-                self.transport.write(reply)
+                self._write([reply])
         if self.closing and not queue:
             self.transport.close()
-        if worker.max_request and worker.request_count >= worker.max_request:
-            worker.recycle()
+
+    def _write(self, replies: list[bytes]) -> None:
+        out = replies[0] if len(replies) == 1 else b"".join(replies)
+        self.bytes_out += len(out)
+        self.transport.write(out)
 
     # -- running handlers ---------------------------------------------------------------------------
     def _run(self, handler: Handler, args: list[Any]) -> None:
@@ -396,13 +435,10 @@ class RedisConnection(StreamConnection):
         parts = []
         while queue and queue[0].reply is not None:
             parts.append(queue.popleft().reply)
-        transport = self.transport
-        if parts and not transport.is_closing():
-            out = b"".join(parts)
-            self.bytes_out += len(out)
-            transport.write(out)
+        if parts and not self.transport.is_closing():
+            self._write(parts)
         if self.closing and not queue:
-            transport.close()
+            self.transport.close()
 
     # -- verbs used by Server -----------------------------------------------------------------------
     def send(self, data: bytes) -> bool:
@@ -430,8 +466,7 @@ class RedisConnection(StreamConnection):
         if self.queue:
             self.queue.append(_Slot(data))
         else:
-            self.bytes_out += len(data)
-            self.transport.write(data)
+            self._write([data])
         return True
 
     def close(self, reset: bool = False) -> None:
@@ -463,7 +498,11 @@ class RedisConnection(StreamConnection):
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        if not self.closing:
+        backlog = self.backlog
+        if backlog is not None:
+            self.backlog = None
+            self._execute(*backlog)
+        if not self.closing and self.backlog is None:
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
