@@ -8,7 +8,8 @@ Register it from a test module with ``pytest_plugins = ["tests.db_servers"]`` (o
     free port of 127.0.0.1 and a socket in that directory, started once per test session and killed
     (by pid) at its end. Login: ``user`` root, ``password`` "" (real authentication), database
     ``db`` "test" (created empty). Attributes: ``host``, ``port``, ``socket``, ``user``,
-    ``password``, ``db``, ``pid``, ``connect_options`` (keyword arguments for asyncmy/pymysql).
+    ``password``, ``db``, ``pid``, ``connect_options`` (keyword arguments for pymysql, asyncmy and
+    ``MySQLConnection``/``mysql_pool``: host, port, user, password, database).
     Methods: ``query(sql, args=None, db="test")`` runs one statement on a fresh pymysql connection
     and returns its rows as tuples; ``restart()`` stops the server cleanly and starts it again on
     the same port and data (existing client connections break, as in a real restart); ``stop()``
@@ -139,7 +140,7 @@ class MariaDBServer:
 
     @property
     def connect_options(self) -> dict[str, Any]:
-        return dict(host=self.host, port=self.port, user=self.user, password=self.password, db=self.db)
+        return dict(host=self.host, port=self.port, user=self.user, password=self.password, database=self.db)
 
     def start(self) -> None:
         command = [
@@ -176,7 +177,6 @@ class MariaDBServer:
         import pymysql
 
         options = {**self.connect_options, "database": db, "connect_timeout": 2, "autocommit": True}
-        del options["db"]
         with contextlib.closing(pymysql.connect(**options)) as conn, conn.cursor() as cursor:
             cursor.execute(sql, args)
             return cursor.fetchall()

@@ -84,7 +84,7 @@ class _LongConnection:
             port=port,
             user=user,
             password=password,
-            database=db,
+            database=options.pop("database", db),  # the drivers' own name for db is accepted too
             autocommit=autocommit,
             connect_timeout=connect_timeout,
             **options,
