@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def retried_once_on_timeout(test):
         try:
             return test(demo)
         except TimeoutError as error:
-            print(f"first attempt timed out ({error}); retrying on a fresh server")
+            warnings.warn(f"first attempt timed out ({error}); retried on a fresh server", stacklevel=2)
             return test(demo)
 
     return run
