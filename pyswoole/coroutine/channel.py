@@ -44,7 +44,17 @@ class Channel:
     False; ``errCode`` then says which.
     """
 
-    __slots__ = ("_closed", "_consumers", "_done", "_items", "_loop", "_producers", "_timers", "capacity", "errCode")
+    __slots__ = (
+        "_closed",
+        "_consumers",
+        "_done",
+        "_items",
+        "_loop",
+        "_producers",
+        "_timers",
+        "capacity",
+        "errCode",
+    )
 
     def __init__(self, capacity: int = 1) -> None:
         if capacity < 1:

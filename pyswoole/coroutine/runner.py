@@ -2,8 +2,8 @@
 
 Swoole runs a new coroutine at once, up to its first suspension. ``spawn`` and ``go`` do the same
 on asyncio: the coroutine is stepped in place, and only one that really suspends gets a task, a
-``CoTask`` (an ``asyncio.Task`` that carries the coroutine's cid, parent, context and defers and
-continues the coroutine with ``yield from``, at C speed). A coroutine that never suspends costs
+``CoTask`` (an ``asyncio.Task`` that carries the coroutine's cid, parent, context and defers, and
+takes the coroutine over as it is: see ``_reyieldable``). A coroutine that never suspends costs
 no task and no record: a ``Coroutine`` record is made only if something asks for it (``get_cid``,
 ``defer``, ``get_context``, a child coroutine) and is moved into the task if it suspends later.
 
@@ -152,9 +152,10 @@ def _log_failure(rec: Record | None, exc: BaseException) -> None:
 
 @types.coroutine
 def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
-    """Continue ``coro`` under its task from the point where it first suspended on ``yielded``.
+    """Continue ``coro`` under its task from the point where it first suspended on ``yielded``
+    (used when the task cannot take ``coro`` over directly, see ``_reyieldable``).
 
-    ``_suspend`` advances this generator to its first bare ``yield`` (parks it) before the task
+    ``_step`` advances this generator to its first bare ``yield`` (parks it) before the task
     sees it, so an exception thrown in before the task's first step (an early cancel) still lands
     inside the ``try``, reaches ``coro`` and lets the defers run. The task is found by its cid.
     """
@@ -162,8 +163,7 @@ def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Genera
         error = None
         try:
             yield  # parked
-            if yielded is not None:  # a bare yield (sleep(0)) was already answered by the wait for this step
-                yield yielded
+            yield yielded
         except BaseException as exc:
             error = exc
         while error is not None:  # thrown in (cancel) while waiting on the first awaitable
@@ -239,8 +239,6 @@ def _step(
         context = defers = None
     else:
         cid, pcid, context, defers = pending.cid, pending.pcid, pending.context, pending.defers
-    if yielded is not None and _future_iter is type(None):
-        _learn_future_iter(coro)
     if yielded is None or _reyieldable(coro, yielded):
         task = CoTask(coro, loop=loop, name=name)
         task.add_done_callback(_task_done, context=_BOOKKEEPING)
@@ -255,6 +253,15 @@ def _step(
     task.coro = coro
     _live[cid] = task
     return task
+
+
+class _NoLoop:
+    def get_debug(self) -> bool:
+        return False
+
+
+#: The type of the iterator an asyncio future gives ``await`` (C ``FutureIter``).
+_future_iter = type(asyncio.Future(loop=_NoLoop()).__await__())  # type: ignore[arg-type]
 
 
 def _reyieldable(coro: Any, yielded: Any) -> bool:
@@ -272,18 +279,6 @@ def _reyieldable(coro: Any, yielded: Any) -> bool:
         return False
     yielded._asyncio_future_blocking = False
     return True
-
-
-_future_iter: type = type(None)  # the C FutureIter type, learnt from the first future seen
-
-
-def _learn_future_iter(coro: Any) -> None:
-    global _future_iter
-    inner = coro
-    while (awaited := getattr(inner, "cr_await", None)) is not None:
-        inner = awaited
-    if type(inner).__name__ == "FutureIter":
-        _future_iter = type(inner)
 
 
 def _task_done(task: CoTask) -> None:
