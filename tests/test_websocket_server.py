@@ -329,3 +329,38 @@ def test_heartbeat_pings_idle_clients_and_closes_silent_ones(custom_server):
                 assert message == "control 10 None "  # the pongs surface (open_websocket_pong_frame)
 
     run(main())
+
+
+# -- reload (PROCESS mode): connections move to the new workers -----------------------------------
+def test_reload_hands_plain_connections_over_and_asks_compressed_ones_to_reconnect(server):
+    async def main():
+        plain = await connect(server.url(), compression=False)
+        compressed = await connect(server.url(), compression=True)
+        assert compressed.deflate is not None
+        before = await info(plain)
+        client = RawClient(server.port)
+        client.send(frame(b"cmd:info"))
+        raw_fd = json.loads(client.recv_text())["fd"]
+        split = frame(b"split across workers")
+        client.send(split[:-3])  # an incomplete frame: its bytes go along with the connection
+        await asyncio.sleep(0.2)
+        await plain.send("cmd:reload")
+        with pytest.raises(ConnectionClosed) as closed:
+            await compressed.recv()
+        assert closed.value.code == 1012  # its compression context cannot move: come back, please
+        for _ in range(200):
+            after = await info(plain)
+            if after["pid"] != before["pid"]:
+                break
+            await asyncio.sleep(0.05)
+        assert after["pid"] != before["pid"] and after["fd"] == before["fd"] and after["established"]
+        await plain.send("still talking")
+        assert await plain.recv() == "still talking"
+        client.send(split[-3:])
+        assert await asyncio.to_thread(client.recv_text) == "split across workers"
+        client.close()
+        await plain.close()
+        return raw_fd
+
+    raw_fd = run(main())
+    assert server.output().count(f"open {raw_fd} ") == 1  # no second open event after the move
