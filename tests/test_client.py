@@ -422,3 +422,56 @@ def test_tls_clients(tls_echo: tuple[int, str]):
 
     co.run(main)
     assert seen == {"connect": True, "send": 8, "recv": b"Server: over tls"}
+
+
+def test_sendfile_waitall_peer_close_and_coroutine_datagrams(thread_server: Any, tmp_path: Path):
+    def collect(conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while len(data) < 10_000:
+                data += conn.recv(65536)
+            conn.sendall(data[:6000])
+            time.sleep(0.05)
+            conn.sendall(data[6000:])
+
+    server = thread_server(collect)
+    path = tmp_path / "payload.bin"
+    payload = bytes(range(256)) * 40
+    path.write_bytes(payload[:10_000])
+    client = Client(SOCK_TCP)
+    assert client.connect("127.0.0.1", server.port, 2)
+    assert client.sendfile(str(path))
+    assert client.recv(10_000, socket.MSG_WAITALL) == payload[:10_000]
+    assert client.recv() == b""  # the server closed
+    client.close()
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp_address = udp.getsockname()
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        dgram = co.Client(SOCK_UDP)
+        seen["sendto"] = await dgram.sendto(*udp_address, "ping")
+        data, address = udp.recvfrom(100)
+        udp.sendto(b"pong:" + data, address)
+        seen["recvfrom"] = await dgram.recvfrom(100, 1)
+        seen["timeout"] = (await dgram.recvfrom(100, 0.02), dgram.errCode)
+        dgram.close()
+        stream = co.Client(SOCK_TCP)
+        await stream.connect("127.0.0.1", server.port, 1)
+        await stream.send(payload[:10_000])
+        received = b""
+        while chunk := await stream.recv(1):
+            received += chunk
+        seen["stream"] = received
+        stream.close()
+
+    try:
+        co.run(main)
+    finally:
+        udp.close()
+    assert seen["sendto"] is True
+    assert seen["recvfrom"] == (b"pong:ping", udp_address)
+    assert seen["timeout"] == (False, errno.ETIMEDOUT)
+    assert seen["stream"] == payload[:10_000]
