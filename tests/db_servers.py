@@ -28,6 +28,7 @@ missing binary is a failure instead (CI must install ``mariadb-server``/``redis-
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -36,6 +37,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +58,36 @@ def require_binary(name: str, package: str) -> str:
     return path
 
 
-def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+try:  # resolved now: the forked child must not load anything before exec
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+_PR_SET_PDEATHSIG = 1
+
+# Servers are started from this one long-lived thread: a parent-death signal fires when the thread
+# that started the process ends, and restart() may be called from short-lived threads.
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-servers")
+
+
+def _die_with_parent() -> None:
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _popen(command: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,
     )
+
+
+def spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    """Start a server that is SIGKILLed if the test process dies without stopping it (a killed
+    pytest runs no finalizers)."""
+    return _spawner.submit(_popen, command).result()
 
 
 def free_port() -> int:
