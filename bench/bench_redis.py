@@ -38,16 +38,16 @@ def contenders() -> list[Contender]:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                "18631",
+                "18681",
                 "--workers",
                 "1",
             ),
-            18631,
+            18681,
         ),
         Contender(
             "redis-server",
-            [redis_server, "--port", "18632", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            18632,
+            [redis_server, "--port", "18682", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            18682,
         ),
     ]
 
