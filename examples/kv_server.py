@@ -369,7 +369,7 @@ class Store:
     def info(self, server, fd, args):
         lines = [
             "# Server",
-            "redis_version:7.0.0",
+            "redis_version:7.0.0",  # the Redis whose replies this store follows (clients check it)
             "redis_mode:standalone",
             f"process_id:{os.getpid()}",
             f"pyswoole_worker_id:{server.worker_id}",
