@@ -179,6 +179,9 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        # registered here, not after create_datagram_endpoint() returns: datagrams already
+        # queued are delivered first, and their callbacks may call sendto()
+        self.worker.datagram_endpoints.append((transport, self))
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.packet is None:

@@ -87,10 +87,14 @@ class Master:
     def run(self, start_manager: Any) -> None:
         """Fork the manager (``start_manager()`` runs in it), then serve until it exits."""
         master_pid = os.getpid()
+        # Bind the mailbox before any worker exists: their READY must find it.
+        self.mailbox = Mailbox(self.server._namespace, self._on_message)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                self.mailbox.sock.close()  # the master's: not for the manager and its workers
+                self.mailbox = None
                 die_with_parent(master_pid)
                 code = start_manager() or 0
             except BaseException:
@@ -110,7 +114,7 @@ class Master:
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        self.mailbox = Mailbox(self.server._namespace, self._on_message)
+        assert self.mailbox is not None
         self.mailbox.attach(loop)
         for signo in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signo, self.shutdown)

@@ -139,8 +139,7 @@ class Worker:
             )
             self._listeners.append(listener)
         else:
-            transport, endpoint = await loop.create_datagram_endpoint(lambda: DatagramEndpoint(self, port), sock=sock)
-            self.datagram_endpoints.append((transport, endpoint))
+            await loop.create_datagram_endpoint(lambda: DatagramEndpoint(self, port), sock=sock)
 
     def stop(self) -> None:
         """Begin the graceful stop (SIGTERM, reload, max_request)."""
