@@ -148,7 +148,16 @@ class WebSocketConnection(HttpConnection):
         if self.last_time != worker.clock:
             self.last_time = worker.clock
             worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
-        self._receive(data)
+        events = self.codec.feed(data)
+        if len(events) == 1:  # the common case, one message: handled here, without the loop
+            event = events[0]
+            if type(event) is Frame and event.opcode < OPCODE_CLOSE:
+                worker.request_count += 1
+                on_message = self.ws.on_message
+                if on_message is not None:
+                    spawn(on_message, self.server, event, name="message")
+                return
+        self._handle(events)
 
     # -- opening handshake ---------------------------------------------------------------------------
     def _dispatch(self, request: Request) -> None:
@@ -247,11 +256,15 @@ class WebSocketConnection(HttpConnection):
 
     # -- frames ----------------------------------------------------------------------------------------
     def _receive(self, data: bytes) -> None:
+        assert self.codec is not None
+        self._handle(self.codec.feed(data))
+
+    def _handle(self, events: list[Frame | ProtocolError]) -> None:
         codec = self.codec
         assert codec is not None
         ws = self.ws
         server = self.server
-        for event in codec.feed(data):
+        for event in events:
             kind = type(event)
             if kind is Frame:
                 opcode = event.opcode  # type: ignore[union-attr]
@@ -282,9 +295,15 @@ class WebSocketConnection(HttpConnection):
     def push(self, data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bool:
         """Send one frame; False if not an open WebSocket or the output buffer is full."""
         codec = self.codec
-        if codec is None or codec.close_sent:
+        if codec is None or codec.close_sent or self.paused_writing:
             return False
-        return self.send(codec.encode(data, opcode, flags))
+        frame = codec.encode(data, opcode, flags)
+        transport = self.transport
+        if transport.is_closing():
+            return False
+        self.bytes_out += len(frame)  # StreamConnection.send inlined: this is the hot path
+        transport.write(frame)
+        return True
 
     def disconnect(self, code: int = CLOSE_NORMAL, reason: str = "") -> bool:
         """Send a close frame (an echo when the peer closed first) and close the connection."""
@@ -430,7 +449,8 @@ class Server(http.Server):
         ``FLAG_COMPRESS`` compresses when the connection negotiated permessage-deflate and this
         worker owns it (from another worker the frame goes uncompressed, which RFC 7692 allows).
         """
-        conn = self._local(fd)
+        worker = self._worker
+        conn = worker.connections.get(fd) if worker is not None else None
         if conn is not None:
             return conn.push(data, opcode, flags) if isinstance(conn, WebSocketConnection) else False
         if self._remote_status(fd) != STATUS_ACTIVE:
