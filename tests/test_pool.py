@@ -218,6 +218,35 @@ pool.start()
     wait_gone(second.values())
 
 
+def test_shutdown_from_a_worker_stops_the_whole_pool(running):
+    script = running(
+        """
+import os, time
+from pyswoole.process import Pool
+pool = Pool(3)
+
+@pool.on("worker_start")
+def start(pool, worker_id):
+    say("up", worker_id, os.getpid())
+    if worker_id == 2:
+        pool.shutdown()
+    time.sleep(60)
+
+pool.on("worker_stop", lambda pool, wid: say("down", wid))
+pool.max_wait_time = 30
+pool.start()
+say("pool stopped")
+"""
+    )
+    script.until(lambda lines: "pool stopped" in lines, 15)
+    assert script.proc.wait(5) == 0
+    ups = [line.split() for line in script.seen if line.startswith("up")]
+    running.worker_pids.update(int(words[2]) for words in ups)
+    downs = {line for line in script.seen if line.startswith("down")}
+    assert downs == {f"down {words[1]}" for words in ups}
+    wait_gone(running.worker_pids)
+
+
 def test_msgqueue_pool_workers_compete_for_messages(running, tmp_path):
     anchor = tmp_path / "pool-queue"
     anchor.write_bytes(b"")
