@@ -164,6 +164,17 @@ def test_exit_codes_crashes_and_signals_are_reported_by_wait(started):
     assert not Process.kill(pids["killed"], 0)
 
 
+def test_ctrl_c_ends_a_child_quietly_with_status_130(started, capfd):
+    def child(p: Process) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+    pid = started(Process(child, pipe_type=Process.PIPE_NONE))
+    assert reap(pid) == {"pid": pid, "code": 130, "signal": 0}
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_name_sets_the_title_ps_shows(started):
     def child(p: Process) -> None:
         p.name("process child")

@@ -153,9 +153,8 @@ class Process:
             try:
                 signals.reset_after_fork()
                 for sibling in list(_with_pipes):
-                    if sibling is not self and sibling._pipe is not None:
-                        sibling._pipe.close()  # so that each sibling's child sees end of file when we are gone
-                        sibling._pipe = None
+                    if sibling is not self:
+                        sibling._drop_pipe()  # so that each sibling's child sees end of file when we are gone
                 _with_pipes.clear()
                 self.pid = os.getpid()
                 if parent_end is not None:
@@ -167,6 +166,8 @@ class Process:
                 code = 0
             except SystemExit as exc:
                 code = _exit_code(exc.code)
+            except KeyboardInterrupt:  # Ctrl+C reaches the whole process group: end quietly, like a shell
+                code = 128 + signal.SIGINT
             except BaseException as exc:
                 log.error(
                     "process %d: target raised %s: %s", os.getpid(), type(exc).__name__, exc, exc_info=True
@@ -174,6 +175,12 @@ class Process:
         finally:
             _flush_stdio()
             os._exit(code)
+
+    def _drop_pipe(self) -> None:
+        for end in (self._pipe, self._exported):
+            if end is not None:
+                end.close()
+        self._pipe = self._exported = None
 
     @staticmethod
     def _redirect_stdio(pipe: socket.socket) -> None:
