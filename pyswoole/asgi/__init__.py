@@ -61,7 +61,8 @@ class HttpCycle:
         if not self.body_sent:
             self.body_sent = True
             return {"type": "http.request", "body": self.request.body, "more_body": False}
-        await self.conn.wait_closed()
+        if self.response.state != ENDED:  # the exchange is over once the response is complete
+            await self.conn.wait_closed()
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
