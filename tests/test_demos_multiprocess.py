@@ -494,6 +494,17 @@ def test_pool_restarts_workers_with_their_ids(spawn):
     assert not children_of(proc.pid)
 
 
+def test_pool_ctrl_c_stops_manager_and_workers_quietly(spawn):
+    proc = spawn("pool.py", "--workers", "2", "--min", "5", "--max", "5", start_new_session=True)
+    workers = eventually(lambda: len(live_children_of(proc.pid)) == 2 and live_children_of(proc.pid), 10)
+    assert workers
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal does
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "Traceback" not in err, err
+    assert not any(running(pid) for pid in workers)
+
+
 def test_rand_children_inherit_the_generator_unless_reseeded():
     same = run("rand.py")
     numbers = same.stdout.split()

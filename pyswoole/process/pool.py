@@ -54,9 +54,23 @@ class _WorkerStopped(BaseException):
     """Raised in a worker by SIGTERM: unwinds whatever the worker was doing, then ``worker_stop`` runs."""
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # SIGINT: Ctrl+C reaches every process of the terminal
+
+
 def _stop_worker(signo: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt worker_stop
+    _ignore_stop_signals()  # a second signal must not interrupt worker_stop
     raise _WorkerStopped
+
+
+def _ignore_stop_signals() -> None:
+    # A Python no-op rather than SIG_IGN: CPython raises "ignored due to race condition" for a signal
+    # that arrived but whose handler became SIG_IGN before it ran (SIGINT and SIGTERM often come together).
+    for signo in _STOP_SIGNALS:
+        signal.signal(signo, _already_stopping)
+
+
+def _already_stopping(signo: int, frame: Any) -> None:
+    """Stop signals that arrive while the worker is already stopping change nothing."""
 
 
 def _run_callback(
@@ -238,7 +252,8 @@ class Pool:
     def _worker_main(self, worker_id: int) -> int:
         signals.reset_after_fork()
         self.worker_id = worker_id
-        signal.signal(signal.SIGTERM, _stop_worker)
+        for signo in _STOP_SIGNALS:
+            signal.signal(signo, _stop_worker)
         try:
             if "worker_start" in self._callbacks:
                 self._invoke("worker_start", worker_id)
@@ -247,7 +262,7 @@ class Pool:
         except _WorkerStopped:
             pass
         finally:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _ignore_stop_signals()
             try:
                 if "worker_stop" in self._callbacks:
                     self._invoke("worker_stop", worker_id)
