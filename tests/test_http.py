@@ -343,3 +343,19 @@ def test_requests_split_anywhere_get_the_same_answers(server):
         cuts = sorted(rng.sample(range(1, len(stream)), 12))
         pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
         assert answers(pieces) == whole
+
+
+def test_response_headers_refuse_crlf_and_colons():
+    from pyswoole.http import Response
+
+    response = Response(None, None)
+    response.header("x-custom", "fine")
+    assert response.headers == {"X-Custom": "X-Custom: fine\r\n"}
+    for name, value, fmt in [
+        ("X-A", "b\r\nSet-Cookie: x=y", True),
+        ("X-A\r\n", "b", True),
+        ("X:A", "b", True),
+        ("X:A", "b", False),
+    ]:
+        with pytest.raises(ValueError):
+            response.header(name, value, fmt)

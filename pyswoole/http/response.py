@@ -29,9 +29,11 @@ SENDFILE_INLINE = 64 * 1024
 
 
 def canonical(name: str) -> str:
-    """``content-type`` -> ``Content-Type`` (Swoole's header name formatting), cached."""
+    """``content-type`` -> ``Content-Type`` (Swoole's header name formatting), cached; a name
+    with CR, LF or a colon raises ``ValueError``."""
     found = _CANONICAL.get(name)
     if found is None:
+        header_line(name, "")  # validates the name
         found = "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
         if len(_CANONICAL) < 4096:
             _CANONICAL[name] = found
@@ -80,7 +82,9 @@ class Response:
         if self.state != FRESH:
             return False
         if format:
-            key = _CANONICAL.get(key) or canonical(key)
+            key = _CANONICAL.get(key) or canonical(key)  # cached names are valid names
+        else:
+            header_line(key, "")
         if key in _IGNORED:
             return False
         headers = self.headers
@@ -91,7 +95,9 @@ class Response:
                 headers[key] = "".join(header_line(key, str(v)) for v in value)
                 return True
             value = str(value)
-        headers[key] = header_line(key, value)
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"invalid value for response header {key!r}: {value!r}")
+        headers[key] = f"{key}: {value}\r\n"
         if key == "Connection" and value.lower() == "close":
             self.keep_alive = False
         return True
