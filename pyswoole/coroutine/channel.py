@@ -21,6 +21,9 @@ CHANNEL_TIMEOUT = -1
 CHANNEL_CLOSED = -2
 
 
+_NO_LOOP: Any = object()
+
+
 def _answers(channel: Channel) -> tuple[asyncio.Future, asyncio.Future]:
     """Finished futures holding True and False, made once per channel on the running loop
     (shared: awaiting a finished future never suspends)."""
@@ -67,23 +70,23 @@ class Channel:
         self._timers: dict[asyncio.Future, asyncio.TimerHandle] = {}  # of waiters with a timeout
         self._closed = False
         self._done: tuple[asyncio.Future, asyncio.Future] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = _NO_LOOP  # the loop of _done (never the running loop before the first use)
 
     def push(self, data: Any, timeout: float = -1) -> Awaitable[bool]:
         """Put ``data`` in the channel, waiting while it is full; False on timeout or close."""
-        answers = self._done or _answers(self)
-        if self._closed:
-            self.errCode = CHANNEL_CLOSED
-            return answers[1]
         consumers = self._consumers
-        while consumers:
+        while consumers:  # (a closed channel has none)
             waiter = consumers.popleft()
             if not waiter.done():  # a waiter that timed out or was cancelled is skipped
                 if self._timers:
                     self._cancel_timer(waiter)
                 waiter.set_result(data)
                 self.errCode = 0
-                return answers[0]
+                return (self._done or _answers(self))[0]
+        answers = self._done or _answers(self)
+        if self._closed:
+            self.errCode = CHANNEL_CLOSED
+            return answers[1]
         if len(self._items) < self.capacity:
             self._items.append(data)
             self.errCode = 0
@@ -103,12 +106,8 @@ class Channel:
 
     def pop(self, timeout: float = -1) -> Awaitable[Any]:
         """Take the oldest item, waiting while the channel is empty; False on timeout or close."""
-        answers = self._done or _answers(self)
-        if self._closed:
-            self.errCode = CHANNEL_CLOSED
-            return answers[1]
         items = self._items
-        if items:
+        if items:  # (close() empties the buffer)
             data = items.popleft()
             producers = self._producers
             while producers:
@@ -127,9 +126,12 @@ class Channel:
             ready = loop.create_future()
             ready.set_result(data)
             return ready
+        if self._closed:
+            self.errCode = CHANNEL_CLOSED
+            return (self._done or _answers(self))[1]
         if timeout == 0:
             self.errCode = CHANNEL_TIMEOUT
-            return answers[1]
+            return (self._done or _answers(self))[1]
         loop = self._loop
         if loop is not _get_running_loop():  # used from another loop than before
             _answers(self)
@@ -152,10 +154,12 @@ class Channel:
             waiter.set_result(False)
 
     def close(self) -> bool:
-        """Close the channel and wake every waiting producer and consumer (they get False)."""
+        """Close the channel: wake every waiting producer and consumer (they get False) and drop the
+        buffered items (a closed channel's ``pop`` returns False, as Swoole's)."""
         if self._closed:
             return False
         self._closed = True
+        self._items.clear()  # nobody may pop them any more
         waiting = [*self._consumers, *(waiter for waiter, _ in self._producers)]
         self._consumers.clear()
         self._producers.clear()
