@@ -14,10 +14,10 @@ APP_SOURCE = textwrap.dedent(
     """
     import asyncio, json, os, sys
     from pyswoole.http import Server, Response
-    from pyswoole import BASE
+    from pyswoole import BASE, PROCESS
 
     port, settings = int(sys.argv[1]), json.loads(sys.argv[2])
-    app = Server("127.0.0.1", port, BASE)
+    app = Server("127.0.0.1", port, PROCESS if sys.argv[3:] == ["process"] else BASE)
     app.set({"worker_num": 1, **settings})
 
     def describe(request):
@@ -93,11 +93,12 @@ APP_SOURCE = textwrap.dedent(
 class HttpServer:
     """The test app in its own process group; ``url(path)`` and ``raw(bytes)`` talk to it."""
 
-    def __init__(self, workdir: Path, settings: dict | None = None):
+    def __init__(self, workdir: Path, settings: dict | None = None, mode: str = "base"):
         self.port = free_port()
         script = workdir / "http_app.py"
         script.write_text(APP_SOURCE)
-        self.process = ServerProcess([str(script), str(self.port), json.dumps(settings or {})], workdir)
+        argv = [str(script), str(self.port), json.dumps(settings or {}), mode]
+        self.process = ServerProcess(argv, workdir)
 
     def start(self) -> HttpServer:
         self.process.start(ready=lambda: port_open(self.port))

@@ -359,3 +359,29 @@ def test_response_headers_refuse_crlf_and_colons():
     ]:
         with pytest.raises(ValueError):
             response.header(name, value, fmt)
+
+
+def test_process_mode_reload_hands_idle_connections_over(tmp_path):
+    import signal
+
+    srv = HttpServer(tmp_path, {"max_wait_time": 1.0}, mode="process").start()
+    try:
+        with srv.connect() as idle, srv.connect() as partial:
+            idle.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+            old_pid = int(read_response(idle)[2])
+            partial.sendall(b"GET /hello HTTP/1.1\r\nHost")  # a head in progress
+            time.sleep(0.2)
+            srv.process.signal(signal.SIGUSR1)
+
+            def new_worker() -> bool:
+                try:
+                    return int(httpx.get(srv.url("/pid"), timeout=2).text) != old_pid
+                except httpx.HTTPError:
+                    return False
+
+            wait_for(new_worker, 15, message="no new worker after reload")
+            idle.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")  # same connection, next worker
+            assert int(read_response(idle)[2]) != old_pid
+            assert read_to_close(partial) == b""  # could not move: closed, nothing half-sent
+    finally:
+        srv.stop()

@@ -401,6 +401,18 @@ class HttpConnection(StreamConnection):
                 transport.set_write_buffer_limits(high=self.options.buffer_output_size, low=0)
         self.finish_response(response, b"")
 
+    # -- PROCESS mode hand-over ---------------------------------------------------------------------------
+    def release(self, target_worker: int = -1) -> None:
+        """Hand an idle keep-alive connection to the next worker; one with a request in progress
+        (half-received head or body, queued or unfinished responses) cannot move: close it (no
+        byte of its answer was sent, so clients retry)."""
+        parser = self.parser
+        if self.active is not None or self.queue or (parser is not None and parser.in_message):
+            log.info("connection %d has a request in progress: closed instead of handed over", self.fd)
+            self.close()
+            return
+        super().release(target_worker)
+
     # -- bad clients ----------------------------------------------------------------------------------------
     def refuse(self, error: HttpError) -> None:
         """Answer ``error.status`` (after the responses already made) and close."""
