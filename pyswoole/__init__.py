@@ -1,5 +1,7 @@
 """pyswoole: Swoole's model of long-running, event-driven network services, for Python."""
 
+from pyswoole import coroutine
+from pyswoole.client import Client, client_select
 from pyswoole.constants import (
     BASE,
     DISPATCH_FDMOD,
@@ -24,7 +26,11 @@ from pyswoole.constants import (
     SOCK_UNIX_STREAM,
     SSL,
 )
+from pyswoole.coroutine import Channel, WaitGroup, defer, go
+from pyswoole.pool import ConnectionPool, PoolTimeoutError
+from pyswoole.process import Process
 from pyswoole.server import Port, Server, SettingsError
+from pyswoole.server.tasks import TaskError
 from pyswoole.shm import Atomic, AtomicLong, Lock, Table, TableFullError
 from pyswoole.timer import Timer
 
@@ -55,11 +61,22 @@ __all__ = [
     "SSL",
     "Atomic",
     "AtomicLong",
+    "Channel",
+    "Client",
+    "ConnectionPool",
     "Lock",
+    "PoolTimeoutError",
     "Port",
+    "Process",
     "Server",
     "SettingsError",
     "Table",
     "TableFullError",
+    "TaskError",
     "Timer",
+    "WaitGroup",
+    "client_select",
+    "coroutine",
+    "defer",
+    "go",
 ]
