@@ -128,3 +128,32 @@ def test_blocking_wsgi_requests_run_concurrently_in_threads(run_server, tmp_path
     elapsed = time.monotonic() - start
     assert all(name.startswith("wsgi") for name in names)
     assert elapsed < 1.6, f"4 blocking requests of 0.5 s took {elapsed:.2f} s: not concurrent"
+
+
+def test_wsgi_bad_status_or_header_gives_500(run_server, tmp_path):
+    (tmp_path / "bad_wsgi.py").write_text(
+        textwrap.dedent(
+            """
+            def app(environ, start_response):
+                if environ["PATH_INFO"] == "/badheader":
+                    start_response("200 OK", [("X-A", "b\\r\\nSet-Cookie: evil=1")])
+                elif environ["PATH_INFO"] == "/nostart":
+                    return [b"no start_response"]
+                else:
+                    start_response("200 OK", [("Content-Type", "text/plain")])
+                return [b"ok"]
+            """
+        )
+    )
+    port = free_port()
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    run_server(
+        ["-m", "pyswoole.cli.serve", "bad_wsgi:app", "--interface", "wsgi", "--port", str(port)],
+        ready=lambda: port_open(port),
+        env=env,
+    )
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+        r = c.get("/badheader")
+        assert r.status_code == 500 and "evil" not in r.headers.get("set-cookie", "")
+        assert c.get("/nostart").status_code == 500
+        assert c.get("/").text == "ok"

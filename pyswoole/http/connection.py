@@ -217,8 +217,8 @@ class HttpConnection(StreamConnection):
             return
         if options.eager:
             runner.start(self._serve(request, response), "request")
-        else:
-            self.worker.loop.create_task(self._serve(request, response))
+        else:  # a handler that finishes its responses itself (ASGI, WSGI): a Task of its own
+            self.worker.loop.create_task(options.handler(request, response))
 
     async def _serve(self, request: Request, response: Response) -> None:
         handler = self.options.handler

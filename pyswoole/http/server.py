@@ -57,7 +57,9 @@ class HttpOptions:
     """What one port's connections need from the settings, computed once per port per worker."""
 
     handler: Callable[..., Any]
-    eager: bool  # start the handler in place (False: in its own Task, for ASGI frameworks)
+    #: Start the handler in place, with the automatic end() and 500 (False: an ``async`` handler
+    #: that finishes every response itself, run in a Task of its own, as ASGI frameworks need).
+    eager: bool
     parse_post: bool
     parse_cookie: bool
     parse_files: bool

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from pyswoole.asgi import HttpCycle
 from pyswoole.http.request import Request
-from pyswoole.http.response import FRESH, Response
+from pyswoole.http.response import ENDED, FRESH, Response
 from pyswoole.http.server import Server
 
 log = logging.getLogger("pyswoole")
@@ -70,6 +70,8 @@ def wsgi_environ(request: Request, multiprocess: bool) -> dict[str, Any]:
 class WSGIHandler:
     """The ``request`` callback that runs a WSGI application in a thread pool."""
 
+    eager = False  # finishes every response itself (see HttpOptions.eager)
+
     def __init__(self, app: WSGIApp, threads: int = 10, multiprocess: bool = False):
         self.app = app
         self.threads = threads
@@ -83,9 +85,12 @@ class WSGIHandler:
             self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="wsgi")
         loop = asyncio.get_running_loop()
         cycle = HttpCycle(conn, request, response)
-        environ = wsgi_environ(request, self.multiprocess)
         try:
+            environ = wsgi_environ(request, self.multiprocess)
             start, body = await loop.run_in_executor(self.executor, self._run, environ, cycle, loop)
+            if start is not None:  # not streamed: the whole response now
+                await cycle.send(start)
+                await cycle.send({"type": "http.response.body", "body": body})
         except Exception:
             log.exception(
                 "WSGI application failed for %s %s", request.get_method(), request.url.decode("latin-1")
@@ -93,12 +98,9 @@ class WSGIHandler:
             if response.state == FRESH:
                 cycle.head = None
                 conn.fail(response)
-            else:
+            elif response.state != ENDED:
+                response.state = ENDED
                 conn.transport.abort()
-            return
-        if start is not None:  # not streamed: the whole response now
-            await cycle.send(start)
-            await cycle.send({"type": "http.response.body", "body": body})
 
     def _run(
         self, environ: dict[str, Any], cycle: HttpCycle, loop: asyncio.AbstractEventLoop
