@@ -466,10 +466,17 @@ class Server(http.Server):
         worker = self._require_worker()
         registry = self._registry
         assert registry is not None
+        local = worker.connections
         mailbox = worker.mailbox
+        if fds is None:  # one pass over the registry: each row already says owner and state
+            targets: Iterable[tuple[int, dict[str, Any] | None]] = (
+                (int(key), row) for key, row in registry.connections
+            )
+        else:
+            targets = ((fd, None) for fd in fds)
         sent = 0
-        for fd in self.connections if fds is None else fds:
-            conn = worker.connections.get(fd)
+        for fd, row in targets:
+            conn = local.get(fd)
             if conn is not None:
                 if (
                     isinstance(conn, WebSocketConnection)
@@ -478,7 +485,8 @@ class Server(http.Server):
                 ):
                     sent += conn.send(frame)
                 continue
-            row = registry.get(fd)
+            if row is None:
+                row = registry.get(fd)
             if row is not None and row["websocket_status"] == STATUS_ACTIVE and mailbox is not None:
                 sent += mailbox.send(row["pid"], MSG_SEND, FD.pack(fd), frame)
         return sent
