@@ -123,18 +123,36 @@ class RequestParser:
             at_request_start = self._at_request_start()
         reader = self._reader
         reader.feed(data)
+        gets = reader.gets
         try:
-            commands = self._drain(commands)
-        except ProtocolError as exc:
+            while (command := gets()) is not False:
+                if type(command) is list:
+                    for arg in command:
+                        if type(arg) is not bytes:
+                            raise ProtocolError(_bad_argument(arg), commands)
+                    if command:  # "*0\r\n" is no command (Redis ignores it)
+                        commands.append(command)
+                elif command is not None:  # "*-1\r\n" is ignored too
+                    raise ProtocolError(
+                        f"Protocol error: expected '*', got '{_WIRE_TYPE.get(type(command), '?')}'", commands
+                    )
+        except hiredis.ProtocolError as exc:
+            text = str(exc)
+            text = _HIREDIS_ERRORS.get(text) or "Protocol error: " + text.removeprefix("Protocol error, ")
+            error = ProtocolError(text, commands)
             if at_request_start is None:
                 at_request_start = self._at_request_start()
-            rest = self._after_blank_lines(data, exc, at_request_start)
+            rest = self._after_blank_lines(data, error, at_request_start)
             if rest is None:
-                raise
+                raise error from None
             self._reader = hiredis.Reader()
             self._reset_reader_state()
-            return self._feed_multibulk(rest, exc.commands) if rest else exc.commands
-        self._pending = reader.has_data()
+            return self._feed_multibulk(rest, commands) if rest else commands
+        self._pending = pending = reader.has_data()
+        if pending and reader.len() > self.max_length + MAX_INLINE_LENGTH:
+            raise ProtocolError(
+                f"Protocol error: request bigger than package_max_length ({self.max_length} bytes)", commands
+            )
         self._last_data = data
         self._last_command = commands[-1].copy() if commands else None
         return commands
@@ -190,32 +208,6 @@ class RequestParser:
         if not self._multibulk:
             return self._inline
         return b"" if self._at_request_start() else None
-
-    def _drain(self, commands: list[list[bytes]]) -> list[list[bytes]]:
-        reader = self._reader
-        gets = reader.gets
-        append = commands.append
-        try:
-            while (command := gets()) is not False:
-                if type(command) is list:
-                    for arg in command:
-                        if type(arg) is not bytes:
-                            raise ProtocolError(_bad_argument(arg), commands)
-                    if command:  # "*0\r\n" is no command (Redis ignores it)
-                        append(command)
-                elif command is not None:  # "*-1\r\n" is ignored too
-                    raise ProtocolError(
-                        f"Protocol error: expected '*', got '{_WIRE_TYPE.get(type(command), '?')}'", commands
-                    )
-        except hiredis.ProtocolError as exc:
-            text = str(exc)
-            text = _HIREDIS_ERRORS.get(text) or "Protocol error: " + text.removeprefix("Protocol error, ")
-            raise ProtocolError(text, commands) from None
-        if reader.has_data() and reader.len() > self.max_length + MAX_INLINE_LENGTH:
-            raise ProtocolError(
-                f"Protocol error: request bigger than package_max_length ({self.max_length} bytes)", commands
-            )
-        return commands
 
     def _feed_inline(self, data: bytes, commands: list[list[bytes]]) -> list[list[bytes]]:
         buffer = self._inline + data
