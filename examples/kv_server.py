@@ -9,6 +9,7 @@ Commands, with Redis's replies and error texts (wrong arity, wrong type, not an 
 ``EXPIRE key seconds [NX|XX|GT|LT]``, ``TTL``, ``KEYS pattern``, ``DBSIZE``, ``FLUSHDB [ASYNC|SYNC]``,
 ``HSET key field value [field value ...]``, ``HGET``, ``HGETALL``, ``QUIT``, and ``INFO`` (its
 ``server`` section: ``process_id`` tells which worker answered). ``HELLO 3`` switches to RESP3.
+There are no transactions (``MULTI``/``EXEC``): use redis-py's ``pipeline(transaction=False)``.
 
 The data lives in one shared-memory ``pyswoole.shm.Table`` made before the workers fork, so every
 worker (and every connection, whichever worker serves it) sees the same keys. Reads take no lock;
