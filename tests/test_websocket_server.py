@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import time
 
 import aiohttp
@@ -364,3 +367,46 @@ def test_reload_hands_plain_connections_over_and_asks_compressed_ones_to_reconne
 
     raw_fd = run(main())
     assert server.output().count(f"open {raw_fd} ") == 1  # no second open event after the move
+
+
+# -- TLS and compression without context takeover ---------------------------------------------------
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+def test_wss_with_compression_without_context_takeover(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subject = ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    command = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    ]
+    subprocess.run([*command, *subject], check=True, capture_output=True, timeout=30)
+    context = ssl.create_default_context(cafile=str(cert))
+    settings = {"ssl_cert_file": str(cert), "ssl_key_file": str(key)}
+    srv = WsServer(tmp_path, settings, "nocontext", tls=context).start()
+
+    async def main():
+        url = f"wss://127.0.0.1:{srv.port}/?greet=1"
+        async with await connect(url, ssl=context) as ours:
+            assert ours.deflate.server_no_context_takeover and ours.deflate.client_no_context_takeover
+            assert await ours.recv() == "Hello, welcome\n"
+            for text in ("z" * 5000, "z" * 5000):  # the same text twice: no shared context
+                await ours.send(text)
+                assert await ours.recv() == text
+        async with websockets.connect(url, ssl=context) as theirs:
+            extensions = theirs.response.headers["Sec-WebSocket-Extensions"]
+            assert "server_no_context_takeover" in extensions and "client_no_context_takeover" in extensions
+            await theirs.recv()
+            await theirs.send("cmd:compress " + "q" * 3000)
+            assert await theirs.recv() == "q" * 3000
+
+    try:
+        run(main())
+    finally:
+        srv.stop()

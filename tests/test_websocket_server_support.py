@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import struct
 import textwrap
 from pathlib import Path
@@ -84,6 +85,10 @@ APP_SOURCE = textwrap.dedent(
             response.end()
             return True
 
+    if "nocontext" in features:
+        from pyswoole.websocket import DeflateParams
+        ws.set({"websocket_compression": DeflateParams(server_no_context_takeover=True, client_no_context_takeover=True)})
+
     if "request" in features:
         @ws.on("request")
         def on_request(request, response):
@@ -97,8 +102,15 @@ APP_SOURCE = textwrap.dedent(
 class WsServer:
     """The app above in its own process group (2 workers, PROCESS mode)."""
 
-    def __init__(self, workdir: Path, settings: dict | None = None, features: str = ""):
+    def __init__(
+        self,
+        workdir: Path,
+        settings: dict | None = None,
+        features: str = "",
+        tls: ssl.SSLContext | None = None,
+    ):
         self.port = free_port()
+        self.tls = tls
         script = workdir / "ws_app.py"
         script.write_text(APP_SOURCE)
         self.process = ServerProcess(
@@ -113,7 +125,7 @@ class WsServer:
         """Both workers answer (fd 1 and 2 go to different workers)."""
         request = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
         try:
-            return all(http_exchange(self.port, request).startswith(b"HTTP/1.1") for _ in range(2))
+            return all(http_exchange(self.port, request, self.tls).startswith(b"HTTP/1.1") for _ in range(2))
         except OSError:  # refused, or still starting
             return False
 
@@ -208,9 +220,10 @@ class RawClient:
         self.sock.close()
 
 
-def http_exchange(port: int, request: bytes) -> bytes:
+def http_exchange(port: int, request: bytes, tls: ssl.SSLContext | None = None) -> bytes:
     """Send ``request`` on a fresh connection; everything the server sends until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        sock = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls is not None else raw
         sock.sendall(request)
         data = b""
         while chunk := sock.recv(65536):
