@@ -76,6 +76,10 @@ def raw_replies(port: int, commands: list[list[str]]) -> list[bytes]:
 
 SCRIPT = """
 FLUSHDB
+HELLO 4
+HELLO x
+HELLO 2 foo
+HELLO 2 SETNAME
 PING
 PING hello
 PING a b
