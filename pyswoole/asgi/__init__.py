@@ -232,7 +232,9 @@ class ASGIHandler:
                 conn.transport.abort()
 
     async def startup(self, server: Server, worker_id: int) -> None:
-        if self.lifespan_mode == "off":
+        if self.lifespan_mode == "off" or getattr(
+            server, "taskworker", False
+        ):  # task workers serve no requests
             return
         self.ready = asyncio.Event()
         self.state = {}
