@@ -50,6 +50,15 @@ def serve(port: int, settings: dict) -> None:
     def boom(server, fd, args):
         raise RuntimeError("kaput")
 
+    @server.handler("ASYNCBOOM")
+    async def async_boom(server, fd, args):
+        await asyncio.sleep(0.01)
+        raise ValueError("kaput later")
+
+    @server.handler("OBJECT")
+    def unencodable(server, fd, args):
+        return object()
+
     @server.handler("BIG")
     def big(server, fd, args):
         return b"x" * int(args[0])
@@ -177,9 +186,13 @@ def test_inline_commands_and_unknown_command(server):
 
 def test_raising_handler_answers_err_and_the_connection_stays_usable(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(command("BOOM") + command("ECHO", "still here"))
-        error, echoed = read_replies(sock, 2)
+        sock.sendall(
+            command("BOOM") + command("ASYNCBOOM") + command("OBJECT") + command("ECHO", "still here")
+        )
+        error, later, unencodable, echoed = read_replies(sock, 4)
         assert str(error) == "ERR kaput"
+        assert str(later) == "ERR kaput later"
+        assert str(unencodable) == "ERR cannot encode object as a RESP reply"
         assert echoed == b"still here"
     assert "kaput" in server.wait_output("RuntimeError: kaput")
 
