@@ -256,6 +256,26 @@ def test_crashing_message_callback_is_logged_and_the_connection_lives_on(server)
     assert "message handler failure for the test" in server.output()
 
 
+def test_client_that_does_not_read_makes_push_fail_without_harm(server):
+    slow = RawClient(server.port)
+    slow.send(frame(b"cmd:info"))
+    fd = json.loads(slow.recv_text())["fd"]
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.send(frame(b"cmd:flood"))  # and never read again
+    line = server.process.wait_output(f"flood {fd} ")
+    count, more = line.split(f"flood {fd} ")[1].split()[:2]
+    assert 1 < int(count) < 2000 and more == "False"  # whole frames refused once the buffer is full
+
+    async def main():
+        async with await connect(server.url(), compression=False) as ws:
+            await ws.send("others are served")
+            assert await ws.recv() == "others are served"
+            assert (await info(ws, fd))["established"]
+
+    run(main())
+    slow.close()
+
+
 def test_compressed_messages_from_the_client(server):
     async def main():
         async with await connect(server.url(), compression=True) as ws:
@@ -296,6 +316,16 @@ def test_handshake_callback_accepts_and_refuses(custom_server):
             assert await ws.recv() == "through"
 
     run(main())
+
+
+def test_crashing_handshake_callback_gives_500_and_close(custom_server):
+    async def main():
+        with pytest.raises(HandshakeError) as failed:
+            await connect(custom_server.url(), headers={"X-Token": "crash"})
+        assert failed.value.status == 500
+
+    run(main())
+    assert "handshake handler failure for the test" in custom_server.output()
 
 
 def test_request_callback_serves_plain_http_on_the_same_port(custom_server):

@@ -61,6 +61,11 @@ APP_SOURCE = textwrap.dedent(
         elif verb == "disconnect":
             fd, code, reason = arg.split(" ", 2)
             server.disconnect(int(fd), int(code), reason)
+        elif verb == "flood":  # this client stops reading: push until the output buffer is full
+            for count in range(1, 2001):
+                if not server.push(frame.fd, "f" * 65536):
+                    break
+            print("flood", frame.fd, count, server.push(frame.fd, "more"), flush=True)
         elif verb == "raise":
             raise RuntimeError("message handler failure for the test")
         elif verb == "reload":
@@ -73,6 +78,8 @@ APP_SOURCE = textwrap.dedent(
     if "handshake" in features:
         @ws.on("handshake")
         async def on_handshake(request, response):
+            if request.header.get("x-token") == "crash":
+                raise RuntimeError("handshake handler failure for the test")
             if request.header.get("x-token") != "secret":
                 response.status(403)
                 response.end("no token")
