@@ -11,6 +11,7 @@ Each rep, on freshly started servers pinned to CPU 0 (load generator on CPU 1):
   routed to the other worker's connections over IPC); time from the send to the last delivery.
 
 The servers are in this file (``--serve NAME``), written the way each library documents.
+Writes bench/results/websocket.md.
 
     python3 bench/bench_websocket.py [--reps 5] [--duration 3] [--only pyswoole,picows]
         [--idle 5000] [--broadcast-clients 10000] [--rounds 10]
@@ -19,6 +20,7 @@ The servers are in this file (``--serve NAME``), written the way each library do
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import harness
 from harness import Contender, RunningServer, Sample
 
 SCRIPT = Path(__file__).resolve()
+RESULTS = SCRIPT.parent / "results" / "websocket.md"
 PORTS = {"pyswoole": 18631, "websockets": 18632, "picows": 18633, "aiohttp": 18634}
 BROADCAST_PORT = 18635
 TARGET_VS_PICOWS = 0.9
@@ -185,12 +188,17 @@ def main() -> None:
         broadcast = {}
         if args.broadcast_clients and any(c.name == "pyswoole" for c in chosen):
             broadcast = harness.alternate([broadcaster], max(1, args.reps // 2), measure_broadcast)
-    harness.publish(
-        "websocket",
-        report(echo, broadcast, args),
-        args.no_write,
-        {**echo, "broadcast": broadcast.get("pyswoole", [])},
+    body = report(echo, broadcast, args)
+    harness.OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (harness.OUT_DIR / "websocket.json").write_text(
+        json.dumps({**echo, "broadcast": broadcast.get("pyswoole", [])})
     )
+    if args.no_write:
+        print(body)
+    else:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text("# WebSocket benchmarks\n\nWritten by `bench/bench_websocket.py`.\n\n" + body)
+        harness.log(f"wrote {RESULTS}")
 
 
 def report(
