@@ -23,8 +23,22 @@ HANDLER_ERROR = "redis handler boom"
 def serve(port: int, settings: dict) -> None:
     from pyswoole.redis import Server
 
+    if settings.pop("hooks", False):
+        from pyswoole import runtime
+
+        runtime.enable_coroutine()
     server = Server("127.0.0.1", port)
     server.set({"worker_num": 2, **settings})
+
+    @server.handler("BLOCK")
+    def block(server, fd, args):  # BLOCK milliseconds value: a blocking sleep (hooked when hooks are on)
+        time.sleep(int(args[0]) / 1000)
+        return args[1]
+
+    @server.handler("SENDBLOCK")
+    def send_block(server, fd, args):
+        time.sleep(0.05)
+        server.send(fd, Server.format(Server.STATUS, args[0]))
 
     @server.handler("ECHO")
     def echo(server, fd, args):
@@ -331,3 +345,19 @@ def test_reload_hands_idle_connections_to_the_new_workers(run_server):
             time.sleep(0.05)
         assert _drain(midway, 5) == b""  # closed, not handed over half parsed
     server.wait_output("in the middle of a request")
+
+
+def test_plain_handlers_with_runtime_hooks_suspend_and_keep_the_order(run_server):
+    server = start(run_server, hooks=True, worker_num=1)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            command("BLOCK", "300", "first")
+            + command("SENDBLOCK", "second")
+            + command("BLOCK", "200", "third")
+            + command("ECHO", "fourth")
+        )
+        replies = read_replies(sock, 4)
+        elapsed = time.monotonic() - started
+    assert replies == [b"first", b"second", b"third", b"fourth"]
+    assert elapsed < 0.39, "hooked sleeps should run concurrently"
