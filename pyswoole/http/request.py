@@ -31,26 +31,16 @@ def parse_cookie(header: str) -> dict[str, str]:
 class Request(RawRequest):
     """One HTTP request, complete with its body (uploads are already in ``upload_tmp_dir``)."""
 
-    __slots__ = ("_cookie", "_get", "_header", "_server", "conn", "fd", "files", "form", "request_time")
-
-    def __init__(self) -> None:  # all fields set here: one call per request, no super() chain
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.method = b"GET"
-        self.version = "1.1"
-        self.keep_alive = True
-        self.upgrade = False
-        self.body = b""
-        self.chunks: list[bytes] | None = None
-        self.conn: HttpConnection | None = None
-        self.fd = 0
-        self.request_time = 0.0
-        self.form: dict[str, str] | None = None
-        self.files: dict[str, dict[str, Any]] | None = None
-        self._header: dict[str, str] | None = None
-        self._server: dict[str, Any] | None = None
-        self._get: dict[str, str] | None = None
-        self._cookie: dict[str, str] | None = None
+    # Defaults as class attributes, no __init__ (see RawRequest).
+    conn: HttpConnection | None = None
+    fd: int = 0
+    request_time: float = 0.0
+    form: dict[str, str] | None = None
+    files: dict[str, dict[str, Any]] | None = None
+    _header: dict[str, str] | None = None
+    _server: dict[str, Any] | None = None
+    _get: dict[str, str] | None = None
+    _cookie: dict[str, str] | None = None
 
     # -- Swoole's properties -------------------------------------------------------------------------
     @property

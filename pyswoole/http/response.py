@@ -43,28 +43,21 @@ def canonical(name: str) -> str:
 class Response:
     """The answer to one request. A handler that returns without ``end()`` gets one."""
 
-    __slots__ = (
-        "conn",
-        "detached",
-        "fd",
-        "headers",
-        "keep_alive",
-        "reason",
-        "request",
-        "state",
-        "status_code",
-    )
+    # Defaults as class attributes: a new response sets three fields.
+    status_code: int = 200
+    reason: str | None = None
+    headers: dict[str, str] | None = None
+    state: int = FRESH
+    detached: bool = False
 
     def __init__(self, conn: HttpConnection | None, request: Request | None):
         self.conn = conn
         self.request = request
-        self.fd = conn.fd if conn is not None else 0
-        self.status_code = 200
-        self.reason: str | None = None
-        self.headers: dict[str, str] | None = None
         self.keep_alive = request.keep_alive if request is not None else True
-        self.state = FRESH
-        self.detached = False
+
+    @property
+    def fd(self) -> int:
+        return self.conn.fd if self.conn is not None else 0
 
     # -- head ----------------------------------------------------------------------------------------
     def status(self, code: int, reason: str | None = None) -> bool:

@@ -50,19 +50,20 @@ class BodySink(Protocol):
 
 
 class RawRequest:
-    """A parsed request: what the wire said, nothing derived yet."""
+    """A parsed request: what the wire said, nothing derived yet.
 
-    __slots__ = ("body", "chunks", "headers", "keep_alive", "method", "upgrade", "url", "version")
+    The defaults are class attributes and there is no ``__init__``: the parser sets only what
+    the request has (creating a request costs no Python call).
+    """
 
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.method = b"GET"
-        self.version = "1.1"
-        self.keep_alive = True
-        self.upgrade = False
-        self.body = b""
-        self.chunks: list[bytes] | None = None
+    url: bytes = b""
+    headers: list[tuple[bytes, bytes]] | tuple[()] = ()
+    method: bytes = b"GET"
+    version: str = "1.1"
+    keep_alive: bool = True
+    upgrade: bool = False
+    body: bytes = b""
+    chunks: list[bytes] | None = None
 
     def header_value(self, lower_name: bytes) -> bytes | None:
         """The last value of a header (``lower_name`` in lower case), or None."""
@@ -186,6 +187,7 @@ class RequestParser:
         if current is None:
             self._current = current = self.factory()
             current.url = url
+            current.headers = []
             size = self._head_size = len(url)
             self._body_size = 0
         else:
