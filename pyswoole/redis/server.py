@@ -471,18 +471,19 @@ class RedisConnection(StreamConnection):
 
     def close(self, reset: bool = False) -> None:
         """Close after the replies due so far (at once with ``reset``)."""
-        self.closed_by_server = True
         if reset:
-            self.transport.abort()
+            super().close(reset=True)
             return
+        self.closed_by_server = True
         self.closing = True
         if self.current is None and not self.queue:
             self.transport.close()
 
     def release(self, target_worker: int = -1) -> None:
         """PROCESS mode hand-over: only a client between two requests can move on; one caught
-        in the middle of a multibulk request is closed (clients reconnect)."""
-        if self.parser.take_buffer() is None:
+        in the middle of a multibulk request, or with commands waiting for it to read its
+        replies, is closed (clients reconnect)."""
+        if self.backlog is not None or self.parser.take_buffer() is None:
             log.info("connection %d is in the middle of a request: closed instead of handed over", self.fd)
             self.close()
         else:
