@@ -77,12 +77,14 @@ class Channel:
         consumers = self._consumers
         while consumers:  # (a closed channel has none)
             waiter = consumers.popleft()
-            if not waiter.done():  # a waiter that timed out or was cancelled is skipped
-                if self._timers:
-                    self._cancel_timer(waiter)
+            try:
                 waiter.set_result(data)
-                self.errCode = 0
-                return (self._done or _answers(self))[0]
+            except asyncio.InvalidStateError:  # it timed out or was cancelled: the next one
+                continue
+            if self._timers:
+                self._cancel_timer(waiter)
+            self.errCode = 0
+            return (self._done or _answers(self))[0]
         answers = self._done or _answers(self)
         if self._closed:
             self.errCode = CHANNEL_CLOSED
@@ -112,12 +114,14 @@ class Channel:
             producers = self._producers
             while producers:
                 waiter, item = producers.popleft()
-                if not waiter.done():
-                    if self._timers:
-                        self._cancel_timer(waiter)
-                    items.append(item)
+                try:
                     waiter.set_result(True)
-                    break
+                except asyncio.InvalidStateError:  # it timed out or was cancelled: the next one
+                    continue
+                if self._timers:
+                    self._cancel_timer(waiter)
+                items.append(item)
+                break
             self.errCode = 0
             loop = self._loop
             if loop is not _get_running_loop():
