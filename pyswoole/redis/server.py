@@ -241,8 +241,8 @@ class RedisConnection(StreamConnection):
 
     __slots__ = (
         "backlog",
-        "closing",
         "current",
+        "ending",
         "handlers",
         "output_limit",
         "parser",
@@ -263,7 +263,7 @@ class RedisConnection(StreamConnection):
         self.current: _Slot | None = None  # the command whose handler is stepping right now
         self.reply = b""  # the reply of the plain handler that just ran (_STEPPING)
         self.sent: list[bytes] | None = None  # what it sent itself with server.send()
-        self.closing = False  # QUIT / close() / protocol error: answer what came before, then close
+        self.ending = False  # QUIT / close() / protocol error: answer what came before, then close
         self.output_limit = worker.settings["buffer_output_size"]
         # commands not run yet because the client does not read its replies, and a protocol error after them
         self.backlog: tuple[list[list[bytes]], ProtocolError | None] | None = None
@@ -274,7 +274,7 @@ class RedisConnection(StreamConnection):
         if self.last_time != worker.clock:
             self.last_time = worker.clock
             worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
-        if self.closing:
+        if self.ending:
             return
         try:
             commands = self.parser.feed(data)
@@ -342,23 +342,23 @@ class RedisConnection(StreamConnection):
                         if self.paused_writing and index + 1 < len(commands):
                             self.backlog = (commands[index + 1 :], error)
                             break
-            if self.closing:
+            if self.ending:
                 break
         self.current = None
         if batch:
             self._write(batch)
         if self.backlog is not None:
             return
-        if error is not None and not self.closing:
+        if error is not None and not self.ending:
             log.warning("closing connection %d from %s:%d: %s", self.fd, *self.remote, error)
-            self.closing = True
+            self.ending = True
             self.transport.pause_reading()
             reply = b"-ERR %s\r\n" % line_text(str(error))
             if queue:
                 queue.append(_Slot(reply))
             else:
                 self._write([reply])
-        if self.closing and not queue:
+        if self.ending and not queue:
             self.transport.close()
 
     def _write(self, replies: list[bytes]) -> None:
@@ -437,7 +437,7 @@ class RedisConnection(StreamConnection):
             parts.append(queue.popleft().reply)
         if parts and not self.transport.is_closing():
             self._write(parts)
-        if self.closing and not queue:
+        if self.ending and not queue:
             self.transport.close()
 
     # -- verbs used by Server -----------------------------------------------------------------------
@@ -461,7 +461,7 @@ class RedisConnection(StreamConnection):
             else:
                 slot.sent.append(data)
             return True
-        if self.paused_writing:
+        if self.closing or self.paused_writing:  # closed by the server, or the client is not reading
             return False
         if self.queue:
             self.queue.append(_Slot(data))
@@ -475,7 +475,7 @@ class RedisConnection(StreamConnection):
             super().close(reset=True)
             return
         self.closed_by_server = True
-        self.closing = True
+        self.closing = self.ending = True
         if self.current is None and not self.queue:
             self.transport.close()
 
@@ -503,9 +503,9 @@ class RedisConnection(StreamConnection):
         if backlog is not None:
             self.backlog = None
             self._execute(*backlog)
-        if not self.closing and self.backlog is None:
+        if not self.ending and self.backlog is None:
             self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closing = True
+        self.ending = True
         super().connection_lost(exc)
