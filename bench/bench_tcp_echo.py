@@ -6,7 +6,12 @@ the worker's peak RSS is read, then 10,000 idle connections per worker are opene
 echo) and the server's RSS growth per connection is measured. Contenders alternate rep by rep;
 the section ``tcp_echo`` of bench/RESULTS.md gets the medians and ratios.
 
+With ``--modes`` (issue 3) the contenders are pyswoole in BASE and PROCESS mode with 1 and 2
+workers (all on CPU 0), bare uvloop as the reference, without the idle-connection phase; the
+section ``tcp_echo_modes`` gets PROCESS/BASE ratios.
+
     python3 bench/bench_tcp_echo.py [--reps 7] [--duration 3] [--only bare_uvloop,pyswoole]
+    python3 bench/bench_tcp_echo.py --modes [--only base-1w,process-1w]
 """
 
 from __future__ import annotations
@@ -19,20 +24,34 @@ from harness import BENCH_DIR, Contender, RunningServer, Sample
 
 TARGET_RATIO = 0.9  # pyswoole >= 0.9x the bare uvloop server
 TARGET_IDLE_KIB = 3.0  # RSS growth per idle connection
+TARGET_PROCESS_RATIO = 0.7  # PROCESS mode >= 0.7x BASE mode
+PYSWOOLE_ECHO = BENCH_DIR / "servers" / "pyswoole_echo.py"
 
 
-def contenders(workers: int) -> list[Contender]:
+def bare_uvloop() -> Contender:
+    return Contender(
+        "bare_uvloop", harness.python_server(BENCH_DIR / "bare_uvloop_echo.py", "--port", "18601"), 18601
+    )
+
+
+def pyswoole(name: str, port: int, mode: str = "BASE", workers: int = 1) -> Contender:
+    command = harness.python_server(
+        PYSWOOLE_ECHO, "--port", str(port), "--mode", mode, "--workers", str(workers)
+    )
+    return Contender(name, command, port)
+
+
+def contenders() -> list[Contender]:
+    return [bare_uvloop(), pyswoole("pyswoole", 18602)]
+
+
+def mode_contenders() -> list[Contender]:
     return [
-        Contender(
-            "bare_uvloop", harness.python_server(BENCH_DIR / "bare_uvloop_echo.py", "--port", "18601"), 18601
-        ),
-        Contender(
-            "pyswoole",
-            harness.python_server(
-                BENCH_DIR / "servers" / "pyswoole_echo.py", "--port", "18602", "--workers", str(workers)
-            ),
-            18602,
-        ),
+        bare_uvloop(),
+        pyswoole("base-1w", 18603, "BASE", 1),
+        pyswoole("process-1w", 18604, "PROCESS", 1),
+        pyswoole("base-2w", 18605, "BASE", 2),
+        pyswoole("process-2w", 18606, "PROCESS", 2),
     ]
 
 
@@ -41,9 +60,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--payload", type=int, default=64, help="bytes per message (after the prefix)")
     parser.add_argument("--idle", type=int, default=10_000, help="idle connections per worker (0: skip)")
+    parser.add_argument("--modes", action="store_true", help="BASE vs PROCESS mode, 1 and 2 workers")
     args = parser.parse_args()
     workers = 1
-    chosen = harness.select(contenders(workers), args.only)
+    chosen = harness.select(mode_contenders() if args.modes else contenders(), args.only)
 
     def measure(server: RunningServer) -> Sample:
         load = harness.echo_load(
@@ -62,7 +82,7 @@ def main() -> None:
             "errors": load["errors"] + load["setup_errors"],
             "peak_rss_worker_kib": max(p.peak_rss_kib for p in server.workers()),
         }
-        if args.idle:
+        if args.idle and not args.modes:
             workers_before = {p.pid: p.rss_kib for p in server.workers()}
             idle = harness.idle_memory(server, args.idle * workers)
             workers_after = {p.pid: p.rss_kib for p in server.workers()}
@@ -75,7 +95,61 @@ def main() -> None:
 
     with harness.bench_session(nice=args.nice, revision=args.revision):
         samples = harness.alternate(chosen, args.reps, measure)
-    harness.publish("tcp_echo", report(samples, args, workers), args.no_write, samples)
+    if args.modes:
+        harness.publish("tcp_echo_modes", report_modes(samples, args), args.no_write, samples)
+    else:
+        harness.publish("tcp_echo", report(samples, args, workers), args.no_write, samples)
+
+
+def report_modes(samples: dict[str, list[Sample]], args: argparse.Namespace) -> str:
+    medians = harness.medians(samples)
+    rows = [
+        [
+            name,
+            m["msg_per_s"],
+            f"±{harness.spread([s['msg_per_s'] for s in samples[name]]):.0%}",
+            m["server_us_per_msg"],
+            f"{m['server_cpu_share']:.0%}",
+            m["p50_us"],
+            m["p99_us"],
+            int(sum(s["errors"] for s in samples[name])),
+            f"{m['peak_rss_worker_kib'] / 1024:.1f}",
+        ]
+        for name, m in medians.items()
+    ]
+    header = ["server", "msg/s", "spread", "CPU µs/msg", "server CPU", "p50 µs", "p99 µs", "errors"]
+    header.append("peak RSS per worker MiB")
+    parameters = {
+        "connections": args.connections,
+        "payload bytes": args.payload,
+        "in flight per connection": 1,
+        "reps": args.reps,
+        "seconds per rep": args.duration,
+        "warm-up s": args.warmup,
+        "all workers on": f"CPU {harness.SERVER_CPU}",
+    }
+    lines = [
+        "## TCP echo, BASE vs PROCESS mode (issue 3)",
+        "",
+        harness.environment(tools=[["gcc", "--version"]], parameters=parameters),
+        "",
+        harness.markdown_table(header, rows),
+        "",
+    ]
+    for workers in (1, 2):
+        base, process = medians.get(f"base-{workers}w"), medians.get(f"process-{workers}w")
+        if base and process:
+            ratio = process["msg_per_s"] / base["msg_per_s"]
+            lines.append(
+                f"- PROCESS / BASE with {workers} worker{'s' if workers > 1 else ''}: {ratio:.2f}x msg/s, "
+                f"{base['server_us_per_msg'] / process['server_us_per_msg']:.2f}x by CPU cost; target >= "
+                f"{TARGET_PROCESS_RATIO}x: {'met' if ratio >= TARGET_PROCESS_RATIO else 'NOT met'}"
+            )
+    lines.append(
+        "- msg/s: round trips per second over all connections; CPU µs/msg: CPU time of all the server's "
+        "processes (master, manager, workers) per round trip; see the tcp_echo section for the other columns."
+    )
+    return "\n".join(lines)
 
 
 def report(samples: dict[str, list[Sample]], args: argparse.Namespace, workers: int) -> str:
