@@ -269,11 +269,7 @@ class RedisConnection(StreamConnection):
         self.backlog: tuple[list[list[bytes]], ProtocolError | None] | None = None
 
     def data_received(self, data: bytes) -> None:
-        worker = self.worker
-        self.bytes_in += len(data)
-        if self.last_time != worker.clock:
-            self.last_time = worker.clock
-            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
+        self.note_input(data)
         if self.ending:
             return
         try:
@@ -281,14 +277,12 @@ class RedisConnection(StreamConnection):
             error = None
         except ProtocolError as exc:
             commands, error = exc.commands, exc
-        worker.request_count += len(commands)
         if self.backlog is not None:  # still waiting for the client to take its replies
             waiting, waiting_error = self.backlog
             self.backlog = (waiting + commands, waiting_error or error)
         else:
             self._execute(commands, error)
-        if worker.max_request and worker.request_count >= worker.max_request:
-            worker.recycle()
+        self.count_requests(len(commands))
 
     def _execute(self, commands: list[list[bytes]], error: ProtocolError | None) -> None:
         """Run the commands of a read in order, then answer a protocol error. While the client

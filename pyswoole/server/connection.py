@@ -84,12 +84,24 @@ class StreamConnection(asyncio.Protocol):
         if callback is not None:
             spawn(callback, self.server, self.fd, self.reactor_id, name="connect")
 
-    def data_received(self, data: bytes) -> None:
-        worker = self.worker
+    def note_input(self, data: bytes) -> None:
+        """The per-read bookkeeping of every protocol: bytes received, and once a second the
+        connection's registry row (``last_time`` and byte counts)."""
         self.bytes_in += len(data)
+        worker = self.worker
         if self.last_time != worker.clock:
             self.last_time = worker.clock
             worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
+
+    def count_requests(self, count: int) -> None:
+        """Add to the worker's request count; at ``max_request`` the worker recycles itself."""
+        worker = self.worker
+        worker.request_count += count
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
+
+    def data_received(self, data: bytes) -> None:
+        self.note_input(data)
         receive = self.receive
         if receive is None:
             return
@@ -104,12 +116,10 @@ class StreamConnection(asyncio.Protocol):
                 self.closed_by_server = True
                 self.transport.abort()
                 return
-        worker.request_count += len(packets)
         server, fd, reactor_id = self.server, self.fd, self.reactor_id
         for packet in packets:
             spawn(receive, server, fd, reactor_id, packet, name="receive")
-        if worker.max_request and worker.request_count >= worker.max_request:
-            worker.recycle()
+        self.count_requests(len(packets))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
