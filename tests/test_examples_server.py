@@ -6,7 +6,6 @@ accepted connection takes the next fd, and the demos' output depends on exact fd
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import signal
@@ -15,7 +14,6 @@ import struct
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
@@ -69,24 +67,6 @@ def demo(run_server):
         print(f"--- output of {server.argv[1:]} (pid {server.pid}):\n{server.output()}")
 
 
-def retried_once_on_timeout(test):
-    """Run the test again on a fresh server if a wait timed out (assertions are never retried).
-
-    Works around the engine's start-up race (``test_a_worker_ready_before_the_master_still_gets_
-    connections``, xfail below): on a loaded machine a worker may never be handed its connections.
-    """
-
-    @functools.wraps(test)
-    def run(demo):
-        try:
-            return test(demo)
-        except TimeoutError as error:
-            warnings.warn(f"first attempt timed out ({error}); retried on a fresh server", stacklevel=2)
-            return test(demo)
-
-    return run
-
-
 def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=5)
 
@@ -130,11 +110,8 @@ def udp_ask(port: int, data: bytes, timeout: float = 5.0) -> tuple[bytes, tuple,
         return reply, address, client.getsockname()[1]
 
 
-@retried_once_on_timeout
 def test_udps_replies_and_prints_client_info(demo):
     server = demo("udpS.py", "--workers", "2", udp=True)
-    # The first datagram may reach a worker before its reply path is ready (see the xfail below).
-    wait_for(lambda: _answered(server.port), 10, interval=0)
     for text in (b"hello udp\n", b"second", b"third"):
         reply, address, client_port = udp_ask(server.port, text)
         assert (reply, address) == (b"Server: " + text, ("127.0.0.1", server.port))
@@ -143,25 +120,12 @@ def test_udps_replies_and_prints_client_info(demo):
         assert "'server_socket': " in info
 
 
-def _answered(port: int) -> bool:
-    try:
-        return udp_ask(port, b"probe", timeout=0.3)[0] == b"Server: probe"
-    except TimeoutError:
-        return False
-
-
-@pytest.mark.xfail(
-    reason="engine bug: a datagram queued before a worker's endpoint is registered is handled, but "
-    "server.sendto() in that packet callback returns False (Worker.datagram_endpoints is appended "
-    "only after create_datagram_endpoint() returns, and uvloop delivers queued data before that)",
-    strict=False,
-)
 def test_udps_answers_a_datagram_sent_before_the_workers_started(demo):
     server = demo("udpS.py", "--workers", "1", udp=True)  # the port is bound; the worker may not be up yet
     assert udp_ask(server.port, b"early", timeout=2)[0] == b"Server: early"
 
 
-# -- an engine race the demos run into -------------------------------------------------------------
+# -- a start-up race the demos used to run into ----------------------------------------------------
 
 SLOW_MASTER = """
 import sys, time
@@ -172,7 +136,7 @@ original = master.Master._main
 
 
 async def slow_main(self):
-    time.sleep(0.5)  # a busy machine: the worker is up before the master has its mailbox
+    time.sleep(0.5)  # a busy machine: the worker is up before the master's loop runs
     await original(self)
 
 
@@ -184,14 +148,9 @@ server.start()
 """
 
 
-@pytest.mark.xfail(
-    reason="engine bug: Master.run() forks the manager before it creates its IPC mailbox; a worker "
-    "that starts first sends MSG_READY into nothing (Worker.run ignores send()'s False), so the "
-    "master never hands it a connection: they wait in Master.pending for ever. On a loaded "
-    "machine this makes the first connection to worker 0 hang in any demo, now and then",
-    strict=False,
-)
 def test_a_worker_ready_before_the_master_still_gets_connections(run_server):
+    """A worker that announces itself before the master's loop runs is still handed connections
+    (its READY once went nowhere, and every demo's first connection to it hung now and then)."""
     port = free_port()
     run_server(["-c", SLOW_MASTER, port], ready=lambda: listening(port))
     time.sleep(0.8)  # the worker has long sent its READY
@@ -204,7 +163,6 @@ def test_a_worker_ready_before_the_master_still_gets_connections(run_server):
 # -- lifecycle.py ----------------------------------------------------------------------------------
 
 
-@retried_once_on_timeout
 def test_lifecycle_prints_workers_and_sessions_and_answers_aaaa(demo):
     server = demo("lifecycle.py")
     server.wait_output("Worker 0 started")
@@ -221,7 +179,6 @@ def test_lifecycle_prints_workers_and_sessions_and_answers_aaaa(demo):
     assert "Client 3" not in server.output()
 
 
-@retried_once_on_timeout
 def test_lifecycle_reload_rebuilds_process_global_state_only(demo):
     server = demo("lifecycle.py", "--workers", "1", "--verbose")
     server.wait_output("Worker 0 started")
@@ -239,7 +196,6 @@ def test_lifecycle_reload_rebuilds_process_global_state_only(demo):
 # -- callback.py -----------------------------------------------------------------------------------
 
 
-@retried_once_on_timeout
 def test_callback_events_reload_and_shutdown_order(demo):
     server = demo("callback.py", "--trace")
     server.wait_output("trace: worker_start 0")
@@ -294,7 +250,6 @@ def read_replies(sock: socket.socket, bodies: list[bytes]) -> bool:
     return recv_until(sock, lambda got: len(got) >= len(expected)) == expected
 
 
-@retried_once_on_timeout
 def test_protocol_length_and_eof_ports_split_whatever_the_chunking(demo):
     eof_port = free_port()
     server = demo("protocol.py", "--eof-port", eof_port)
@@ -324,7 +279,6 @@ def test_protocol_length_and_eof_ports_split_whatever_the_chunking(demo):
         assert line in server.wait_output(line)
 
 
-@retried_once_on_timeout
 def test_protocol_oversized_line_closes_only_that_connection(demo):
     eof_port = free_port()
     server = demo("protocol.py", "--eof-port", eof_port)
@@ -368,7 +322,6 @@ def timed_hello(port: int, text: bytes, reply: bytes = b"Hello\n") -> tuple[sock
     return sock, time.monotonic() - started
 
 
-@retried_once_on_timeout
 def test_sleep_blocks_the_only_worker(demo):
     server = demo("sleep.py", "--sleep", "0.6")
     first, _ = timed_hello(server.port, b"hi\n")
@@ -379,7 +332,6 @@ def test_sleep_blocks_the_only_worker(demo):
         assert recv_until(second, lambda got: got.endswith(b"\n\n")) == b"Swoole:yo\n\n"
 
 
-@retried_once_on_timeout
 def test_sleep_with_hooks_does_not_block(demo):
     server = demo("sleep.py", "--sleep", "0.6", "--enable-coroutine")
     first, _ = timed_hello(server.port, b"hi\n")
@@ -390,7 +342,6 @@ def test_sleep_with_hooks_does_not_block(demo):
         assert recv_until(second, lambda got: got.endswith(b"\n\n")) == b"Swoole:yo\n\n"
 
 
-@retried_once_on_timeout
 def test_exit_catches_the_exception_and_keeps_the_connection(demo):
     server = demo("exit.py", "--sleep", "0.5")
     first, _ = timed_hello(server.port, b"one")
@@ -404,7 +355,6 @@ def test_exit_catches_the_exception_and_keeps_the_connection(demo):
     assert "Traceback" not in server.output()
 
 
-@retried_once_on_timeout
 def test_while_freezes_the_worker_and_shutdown_kills_it(demo):
     server = demo("while.py", "--max-wait-time", "0.5")
     with connect(server.port) as stuck:
@@ -423,7 +373,6 @@ def test_while_freezes_the_worker_and_shutdown_kills_it(demo):
 # -- isolation.py / multiprocess_share_data.py -----------------------------------------------------
 
 
-@retried_once_on_timeout
 def test_isolation_counts_per_worker_by_fd(demo):
     server = demo("isolation.py")
     with connect(server.port) as fd1:
@@ -447,7 +396,6 @@ def dumps(server) -> list[str]:
     return [line for line in lines(server) if line.startswith("[")]
 
 
-@retried_once_on_timeout
 def test_multiprocess_share_data_lists_are_per_worker(demo):
     server = demo("multiprocess_share_data.py")
     opened = open_in_order(server, 4)
@@ -464,7 +412,6 @@ def test_multiprocess_share_data_lists_are_per_worker(demo):
             sock.close()
 
 
-@retried_once_on_timeout
 def test_multiprocess_share_data_shared_table_sees_every_fd(demo):
     server = demo("multiprocess_share_data.py", "--shared")
     opened = open_in_order(server, 4)
