@@ -93,7 +93,7 @@ def main() -> None:
             sample["worker_kib_per_conn"] = worker_growth / idle["connected"]
         return sample
 
-    with harness.bench_session(nice=args.nice, revision=args.revision):
+    with harness.bench_session():
         samples = harness.alternate(chosen, args.reps, measure)
     if args.modes:
         harness.publish("tcp_echo_modes", report_modes(samples, args), args.no_write, samples)

@@ -451,10 +451,11 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def install_cleanup() -> None:
-    """Make SIGTERM/SIGHUP unwind the stack (so every ``with`` block stops its server)."""
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGHUP, _exit_on_signal)
+def install_cleanup() -> dict[int, Any]:
+    """Make SIGTERM/SIGHUP unwind the stack (so every ``with`` block stops its server).
+
+    Returns the previous handlers (for signal.signal)."""
+    return {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 atexit.register(stop_all_servers)
@@ -912,9 +913,21 @@ def write_section(key: str, body: str, path: Path = RESULTS_PATH) -> None:
 # Command line
 
 
+class _BenchParser(argparse.ArgumentParser):
+    """Remembers the options it parsed, so that bench_session() applies --nice and --revision."""
+
+    def parse_args(self, *args: Any, **kwargs: Any) -> argparse.Namespace:  # type: ignore[override]
+        global _options
+        _options = super().parse_args(*args, **kwargs)
+        return _options
+
+
+_options = argparse.Namespace()
+
+
 def bench_arguments(description: str, reps: int = 5, duration: float = 5.0) -> argparse.ArgumentParser:
     """An argument parser with the options every bench script shares."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = _BenchParser(description=description)
     parser.add_argument("--reps", type=int, default=reps, help="repetitions per contender (alternated)")
     parser.add_argument("--duration", type=float, default=duration, help="seconds measured per rep")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per rep")
@@ -946,22 +959,29 @@ def select(contenders: Sequence[Contender], only: str | None) -> list[Contender]
 
 
 @contextlib.contextmanager
-def bench_session(nice: int = 0, revision: str | None = None) -> Iterator[None]:
+def bench_session(nice: int | None = None, revision: str | None = None) -> Iterator[None]:
     """Set up a bench script's process (cleanup on signals, fd limit) and stop every server at the end.
 
     ``nice`` < 0 runs servers and load generators ahead of other work on a shared machine
     (it needs root; every contender gets the same priority). ``revision``: measure pyswoole as
-    committed there (see export_revision) instead of the working tree.
+    committed there (see export_revision) instead of the working tree. Both default to the
+    ``--nice`` and ``--revision`` options parsed by a bench_arguments() parser.
     """
     global niceness, pyswoole_source
-    niceness = nice
-    pyswoole_source = export_revision(revision) if revision else REPO_DIR
-    install_cleanup()
+    revision = revision or getattr(_options, "revision", None)
+    source = export_revision(revision) if revision else REPO_DIR
+    saved = niceness, pyswoole_source
+    niceness = nice if nice is not None else getattr(_options, "nice", 0)
+    pyswoole_source = source
+    handlers = install_cleanup()
     raise_nofile_limit()
     try:
         yield
     finally:
         stop_all_servers()
+        niceness, pyswoole_source = saved
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def publish(

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -332,3 +333,18 @@ def test_echo_client_reports_json_when_nothing_listens() -> None:
     )
     assert result.returncode == 1
     assert json.loads(result.stdout)["connect_errors"] == 2
+
+
+def test_bench_session_applies_the_parsed_options_and_restores_state() -> None:
+    handler = signal.getsignal(signal.SIGTERM)
+    harness.bench_arguments("test").parse_args(["--nice", "3"])
+    try:
+        with harness.bench_session():
+            assert harness.pinned(1, ["true"]) == ["taskset", "-c", "1", "nice", "-n", "3", "true"]
+            assert signal.getsignal(signal.SIGTERM) is not handler
+            with pytest.raises(SystemExit):
+                os.kill(os.getpid(), signal.SIGTERM)  # unwinds the stack, stopping every server
+    finally:
+        harness.bench_arguments("test").parse_args([])
+    assert harness.pinned(1, ["true"]) == ["taskset", "-c", "1", "true"]
+    assert signal.getsignal(signal.SIGTERM) is handler
