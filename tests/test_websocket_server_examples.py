@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import EXAMPLES, free_port, port_open, process_group_alive
+from helpers import EXAMPLES, free_port, port_open
 
 from pyswoole.websocket import connect
 
@@ -71,24 +71,32 @@ def test_swoole_ws_chat_crosses_workers_and_keeps_the_400_page(run_server):
     assert other.status_code == 400 and "Powered by Swoole" in other.text
 
 
-def _stats_commands(pgid: int) -> int:
-    """How many uptime/free/df processes of the server are running now."""
-    found = 0
-    for pid in process_group_alive(pgid):
-        try:
-            name = Path(f"/proc/{pid}/comm").read_text().strip()
-        except OSError:
-            continue
-        found += name in ("uptime", "free", "df")
+def _descendants(pid: int) -> list[int]:
+    """Children, grandchildren, ... of ``pid`` (from /proc/<pid>/task/*/children: cheap to poll)."""
+    found, pending = [], [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            pending += children
     return found
 
 
-def _commands_seen(pgid: int, seconds: float) -> int:
+def _commands_seen(server_pid: int, seconds: float) -> int:
+    """How many times, polling for ``seconds``, an uptime/free/df child of the server was running."""
     deadline = time.monotonic() + seconds
     seen = 0
     while time.monotonic() < deadline:
-        seen += _stats_commands(pgid)
-        time.sleep(0.002)
+        for pid in _descendants(server_pid):
+            try:
+                seen += Path(f"/proc/{pid}/comm").read_text().strip() in ("uptime", "free", "df")
+            except OSError:
+                continue
+        time.sleep(0.0005)
     return seen
 
 
@@ -111,7 +119,8 @@ def test_workerman_ws_pushes_stats_every_second_and_stops_on_close(run_server):
             busy = await asyncio.to_thread(_commands_seen, server.pid, 2.0)
         return busy
 
-    assert run(main()) > 0  # the sampling sees the commands while a client is connected
+    busy = run(main())
+    assert busy > 0  # the sampling sees the commands while a client is connected
     time.sleep(0.3)
     assert _commands_seen(server.pid, 2.5) == 0  # ... and none once it has gone: timer cleared
 
