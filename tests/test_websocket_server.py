@@ -11,6 +11,7 @@ import ssl
 import struct
 import subprocess
 import time
+import zlib
 
 import aiohttp
 import pytest
@@ -198,27 +199,52 @@ def test_framing_fragmented_message_with_interleaved_ping(server):
     client.close()
 
 
-@pytest.mark.parametrize(
-    ("bad", "code"),
-    [
-        (frame(b"x", mask=False), 1002),  # framing: unmasked client frame
-        (frame(b"x", rsv=2), 1002),  # reserved bits
-        (frame(b"x", opcode=3), 1002),  # opcodes
-        (frame(b"x", opcode=0xB), 1002),
-        (frame(b"p", opcode=9, fin=False), 1002),  # fragmented control frame
-        (frame(b"p" * 126, opcode=9), 1002),  # oversized control frame
-        (frame(b"x", opcode=0), 1002),  # continuation without a message
-        (frame(b"\xff\xfe"), 1007),  # UTF-8
-        (frame(b"a\xf0\x9f", fin=False) + frame(b"\x28", opcode=0), 1007),  # across fragments
-        (frame(b"x" * (64 * 1024 + 1), opcode=2), 1009),  # limits
-        (frame(b"x" * 40_000, 2, fin=False) + frame(b"x" * 40_000, 0), 1009),
-        (frame(b"\x03\xe8" + b"\xff", opcode=8), 1007),  # close handling: bad reason
-        (frame(b"\x03\xed", opcode=8), 1002),  # close code 1005 may not be sent
-    ],
-)
+# Autobahn groups: 1 framing, 2 pings/pongs, 3 reserved bits, 4 opcodes, 5 fragmentation,
+# 6 UTF-8 handling, 7 close handling, 9 limits/performance, 12/13 compression.
+VIOLATIONS = {
+    "1-framing-unmasked": (frame(b"x", mask=False), 1002),
+    "2-ping-fragmented": (frame(b"p", opcode=9, fin=False), 1002),
+    "2-ping-over-125-bytes": (frame(b"p" * 126, opcode=9), 1002),
+    "3-rsv2-without-extension": (frame(b"x", rsv=2), 1002),
+    "3-rsv1-without-extension-negotiated": (frame(b"x", rsv=4), 1002),
+    "4-reserved-data-opcode": (frame(b"x", opcode=3), 1002),
+    "4-reserved-control-opcode": (frame(b"x", opcode=0xB), 1002),
+    "5-continuation-without-message": (frame(b"x", opcode=0), 1002),
+    "5-new-message-inside-fragmented": (frame(b"a", fin=False) + frame(b"b"), 1002),
+    "6-invalid-utf8": (frame(b"\xff\xfe"), 1007),
+    "6-invalid-utf8-across-fragments": (frame(b"a\xf0\x9f", fin=False) + frame(b"\x28", opcode=0), 1007),
+    "7-close-reason-not-utf8": (frame(b"\x03\xe8" + b"\xff", opcode=8), 1007),
+    "7-close-code-1005-sent": (frame(b"\x03\xed", opcode=8), 1002),
+    "7-close-one-byte-payload": (frame(b"\x03", opcode=8), 1002),
+    "9-message-over-limit": (frame(b"x" * (64 * 1024 + 1), opcode=2), 1009),
+    "9-fragmented-message-over-limit": (frame(b"x" * 40_000, 2, fin=False) + frame(b"x" * 40_000, 0), 1009),
+}
+
+
+@pytest.mark.parametrize(("bad", "code"), list(VIOLATIONS.values()), ids=list(VIOLATIONS))
 def test_protocol_violations_close_with_their_code(server, bad, code):
     client = RawClient(server.port)
     client.send(bad)
+    assert client.expect_close()[0] == code
+    client.close()
+
+
+def _deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [(b"\xff\xff\xff\xff", 1002), (_deflated(b"\0" * (64 * 1024 + 1)), 1009)],
+    ids=["12-corrupt-deflate-data", "13-deflate-bomb-over-limit"],
+)
+def test_compression_violations(server, payload, code):
+    client = RawClient(server.port, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    assert b"permessage-deflate" in client.head
+    client.send(frame(_deflated(b"fine"), rsv=4))
+    assert client.recv_text() == "fine"
+    client.send(frame(payload, opcode=2, rsv=4))
     assert client.expect_close()[0] == code
     client.close()
 
@@ -440,3 +466,20 @@ def test_wss_with_compression_without_context_takeover(tmp_path):
         run(main())
     finally:
         srv.stop()
+
+
+# -- configuration ---------------------------------------------------------------------------------
+def test_settings_are_checked_and_a_message_callback_is_required():
+    from pyswoole.server.settings import SettingsError
+    from pyswoole.websocket import DeflateParams, Server
+
+    ws = Server("127.0.0.1", 0)
+    ws.set(
+        {"websocket_compression": DeflateParams(client_max_window_bits=10), "websocket_subprotocol": "chat"}
+    )
+    with pytest.raises(SettingsError):
+        ws.set({"websocket_compression": "yes"})
+    with pytest.raises(SettingsError):
+        ws.set({"websocket_subprotocol": ["chat", 3]})
+    with pytest.raises(RuntimeError, match="'message' callback"):
+        ws.start()
