@@ -160,7 +160,7 @@ def test_waitgroup_waits_for_everyone_and_times_out():
 
     co.run(main)
     assert seen["count"] == 3 and seen["ok"] is True
-    assert 0.025 <= seen["elapsed"] < 0.5
+    assert 0.025 <= seen["elapsed"] < 1.5
     assert seen["timeout"] is False and seen["empty"] is True
     with pytest.raises(ValueError, match="negative"):
         co.WaitGroup().done()
@@ -210,7 +210,7 @@ def test_batch_parallel_and_map():
     co.run(main)
     assert seen["batch"] == {"plain": 1, "async": "async", "waiting": 3}
     assert seen["batch_timeout"] == {"fast": 1, "slow": None}
-    assert seen["elapsed"] < 0.5
+    assert seen["elapsed"] < 1.5  # the slow one takes 0.3 s
     assert seen["parallel"] is True and seen["distinct"] == 4
     assert seen["map"] == [0, 1, 4, 9, 16]
 

@@ -284,7 +284,7 @@ def test_accept_connect_and_timeouts_on_hooked_sockets():
     co.run(main)
     assert seen["reply"] == b"Server: hello"
     assert seen["timeout"] == 2
-    assert 0.04 <= seen["recv_timeout"] < 0.5
+    assert 0.04 <= seen["recv_timeout"] < 1.0
     assert len(ticks) == 5
     sock = socket.socket()
     assert isinstance(sock, socket.socket) and type(sock) is runtime.HookedSocket
@@ -386,7 +386,7 @@ def test_select_poll_epoll_and_selectors_wait_without_blocking_the_loop():
         "selectors": True,
         "select_timeout": ([], [], []),
     }
-    assert elapsed < 1.0
+    assert elapsed < 2.0  # the writer sleeps 4 x 0.05 s
 
 
 def test_subprocess_calls_run_concurrently():
