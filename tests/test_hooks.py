@@ -188,7 +188,7 @@ def test_urllib_requests_overlap(slow_http: str):
 
     elapsed = timed(main)
     assert bodies == [b"slept 0.5"] * 50
-    assert elapsed < 2.0, elapsed  # one after another: 25 s
+    assert elapsed < 3.0, elapsed  # one after another: 25 s
 
 
 def test_ssl_sockets_are_hooked(run_server: Any, tmp_path: Path):
@@ -412,7 +412,7 @@ def test_subprocess_calls_run_concurrently():
     elapsed = timed(main)
     assert sorted(outputs) == [f"{n}\n".encode() for n in range(5)]
     assert sorted(codes) == [-1] * 5 + [4] * 5
-    assert elapsed < 2.0, elapsed  # one after another: 3.5 s
+    assert elapsed < 2.5, elapsed  # one after another: 3.75 s
 
 
 def test_hooks_leave_threads_alone():
