@@ -76,7 +76,7 @@ class _Pending:
 _PENDING: Any = _Pending()
 _current: Any = None  # None, _PENDING or a Coroutine: who runs an eager step right now
 _pending_parent: Record | None = None  # parent of the _PENDING coroutine (None: the current task)
-_pending_cid = 0  # cid already given out for the _PENDING coroutine by go(), else 0
+_pending_cid = 0  # cid given out by go() to the _PENDING coroutine (0 once used, and otherwise)
 _num = 0
 _peak = 0
 _max = DEFAULT_MAX_COROUTINE
@@ -105,8 +105,12 @@ def _parent_cid(parent: Record | None) -> int:
 
 def _materialize() -> Coroutine:
     """Make the record of the coroutine in the current eager step."""
-    global _current
+    global _current, _pending_cid, _num, _peak
     rec = Coroutine(_pending_cid or next(_cids), _parent_cid(_pending_parent))
+    _pending_cid = 0
+    _num += 1
+    if _num > _peak:
+        _peak = _num
     _live[rec.cid] = rec
     _current = rec
     return rec
@@ -186,50 +190,36 @@ def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Genera
             _finish(task)
 
 
-def _step(
-    coro: CoroutineABC[Any, Any, Any], cid: int, name: str | None, rec: Coroutine | None = None
-) -> CoTask | None:
-    """Run ``coro`` as a new coroutine until it first suspends; its task, or None if it finished.
-
-    ``cid`` is the cid already given out (0: allocate lazily); ``rec`` an already made record.
-    """
-    global _current, _pending_parent, _pending_cid, _num, _peak
-    prev = _current
-    if prev is _PENDING:
-        prev = _materialize()
-    if rec is None:
-        _current = _PENDING
-        _pending_parent = prev
-        _pending_cid = cid
-    else:
-        _current = rec
-    _num += 1
-    if _num > _peak:
-        _peak = _num
-    try:
-        yielded = coro.send(None)
-    except StopIteration:
-        rec = _current
-        _current = prev
-        if rec is _PENDING:
-            _num -= 1
-        else:
-            _finish(rec)
-        return None
-    except BaseException as exc:
-        rec = _current if _current is not _PENDING else _materialize()
-        _current = prev
-        if isinstance(exc, Exception):
-            _log_failure(rec, exc)
-            _finish(rec)
-            return None
+def _ended(prev: Any) -> None:
+    """The coroutine of the eager step finished without suspending; ``prev`` runs again."""
+    global _current, _pending_cid
+    rec = _current
+    _current = prev
+    _pending_cid = 0
+    if rec is not _PENDING:
         _finish(rec)
-        raise
-    # It suspended: a task takes it over and becomes its record.
+
+
+def _failed(prev: Any, exc: BaseException) -> None:
+    """The coroutine of the eager step raised: log it (an Exception) and finish it."""
+    global _current, _pending_cid
+    rec = _current if _current is not _PENDING else _materialize()
+    _current = prev
+    _pending_cid = 0
+    if isinstance(exc, Exception):
+        _log_failure(rec, exc)
+    _finish(rec)
+
+
+def _take_over(prev: Any, coro: CoroutineABC[Any, Any, Any], yielded: Any, name: str | None) -> CoTask:
+    """The coroutine of the eager step suspended on ``yielded``: a task takes it over and becomes
+    its record; ``prev`` runs again."""
+    global _current, _pending_cid, _peak, _num
     pending = _current
     _current = prev
     loop = _get_running_loop()
     if loop is None:
+        _pending_cid = 0
         coro.close()
         raise RuntimeError("a coroutine can only suspend inside a running event loop")
     if pending is _PENDING:
@@ -237,8 +227,10 @@ def _step(
         parent = _pending_parent or _current_task(loop)
         pcid = parent.cid if type(parent) is CoTask or type(parent) is Coroutine else -1
         context = defers = None
+        _num += 1
     else:
         cid, pcid, context, defers = pending.cid, pending.pcid, pending.context, pending.defers
+    _pending_cid = 0
     if yielded is None or _reyieldable(coro, yielded):
         task = CoTask(coro, loop=loop, name=name)
         task.add_done_callback(_task_done, context=_BOOKKEEPING)
@@ -252,7 +244,35 @@ def _step(
     task.defers = defers
     task.coro = coro
     _live[cid] = task
+    if _num > _peak:
+        _peak = _num
     return task
+
+
+def _step(coro: CoroutineABC[Any, Any, Any], cid: int, name: str | None) -> CoTask | None:
+    """Run ``coro`` as a new coroutine until it first suspends; its task, or None if it finished.
+
+    ``cid`` is the cid already given out (0: allocate one if it is ever needed).
+    """
+    global _current, _pending_parent, _pending_cid
+    prev = _current
+    if prev is _PENDING:
+        prev = _materialize()
+    _current = _PENDING
+    _pending_parent = prev
+    _pending_cid = cid
+    try:
+        yielded = coro.send(None)
+    except StopIteration:
+        _ended(prev)
+        return None
+    except Exception as exc:
+        _failed(prev, exc)
+        return None
+    except BaseException as exc:
+        _failed(prev, exc)
+        raise
+    return _take_over(prev, coro, yielded, name)
 
 
 class _NoLoop:
@@ -320,7 +340,7 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str = "callback") -> asyncio
     ``async def`` functions are stepped eagerly. Plain functions run inline, or in a greenlet once
     runtime hooks are enabled (so hooked blocking calls in them suspend only this coroutine).
     """
-    global _current, _pending_parent, _pending_cid, _num, _peak
+    global _current, _pending_parent
     if plain_in_greenlet and not is_async(fn):
         from pyswoole.coroutine.bridge import run_plain
 
@@ -330,34 +350,28 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str = "callback") -> asyncio
         prev = _materialize()
     _current = _PENDING
     _pending_parent = prev
-    _pending_cid = 0
-    _num += 1
-    if _num > _peak:
-        _peak = _num
     try:
-        result = fn(*args)
-    except BaseException as exc:
-        rec = _current if _current is not _PENDING else _materialize()
-        _current = prev
-        if isinstance(exc, Exception):
-            _log_failure(rec, exc)
-            _finish(rec)
+        coro = fn(*args)
+        if type(coro) is not types.CoroutineType:  # a plain function: it ran, it ended
+            if _current is _PENDING:  # (inlined _ended: the hot path of every event)
+                _current = prev
+            else:
+                _ended(prev)
             return None
-        _finish(rec)
+        yielded = coro.send(None)
+    except StopIteration:
+        if _current is _PENDING:
+            _current = prev
+        else:
+            _ended(prev)
+        return None
+    except Exception as exc:
+        _failed(prev, exc)
+        return None
+    except BaseException as exc:
+        _failed(prev, exc)
         raise
-    if type(result) is types.CoroutineType:
-        # Step it as this same coroutine: undo the bookkeeping and let _step redo it.
-        rec = _current
-        _current = prev
-        _num -= 1
-        return _step(result, 0, name, None if rec is _PENDING else rec)
-    rec = _current
-    _current = prev
-    if rec is _PENDING:
-        _num -= 1
-    else:
-        _finish(rec)
-    return None
+    return _take_over(prev, coro, yielded, name)
 
 
 def go(fn: Callable[..., Any], *args: Any) -> int:
@@ -395,7 +409,12 @@ def get_max_coroutine() -> int:
 
 
 def stats() -> dict[str, int]:
-    """``coroutine_num`` (alive now) and ``coroutine_peak_num``."""
+    """``coroutine_num`` (alive now, the caller included) and ``coroutine_peak_num``.
+
+    A coroutine is counted from its first suspension, or from when something needs its record
+    (its cid, a defer, its context, a child): one that runs to its end at once is never seen.
+    """
+    current()
     return {"coroutine_num": _num, "coroutine_peak_num": _peak}
 
 
