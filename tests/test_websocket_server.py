@@ -483,3 +483,26 @@ def test_settings_are_checked_and_a_message_callback_is_required():
         ws.set({"websocket_subprotocol": ["chat", 3]})
     with pytest.raises(RuntimeError, match="'message' callback"):
         ws.start()
+
+
+def test_max_request_counts_messages_and_the_connection_survives_the_recycling(tmp_path):
+    srv = WsServer(tmp_path, {"worker_num": 1, "max_request": 3, "max_request_grace": 0}).start()
+
+    async def main():
+        async with await connect(srv.url(), compression=False) as ws:
+            first = await info(ws)
+            for n in range(6):
+                await ws.send(f"message {n}")
+                assert await ws.recv() == f"message {n}"
+            for _ in range(100):
+                later = await info(ws)
+                if later["pid"] != first["pid"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert later["pid"] != first["pid"] and later["established"]
+
+    try:
+        run(main())
+    finally:
+        srv.stop()
+    assert srv.output().count("open ") == 1

@@ -133,6 +133,14 @@ class WebSocketConnection(HttpConnection):
 
     # -- asyncio Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
+        if self.adopted and self.fd in self.worker.connections:
+            # The master handed this connection over twice (released while the replacement worker
+            # was starting, then again when the old worker exited): two descriptors of one socket
+            # would split its bytes. Keep the first; closing a duplicate descriptor ends nothing.
+            log.warning("connection %d handed over twice: duplicate dropped", self.fd)
+            self.fd = 0
+            transport.abort()
+            return
         super().connection_made(transport)
         if self.adopted and self.fd:
             row = self.worker.registry.get(self.fd)
@@ -156,8 +164,12 @@ class WebSocketConnection(HttpConnection):
                 on_message = self.ws.on_message
                 if on_message is not None:
                     spawn(on_message, self.server, event, name="message")
+                if worker.max_request and worker.request_count >= worker.max_request:
+                    worker.recycle()
                 return
         self._handle(events)
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
 
     # -- opening handshake ---------------------------------------------------------------------------
     def _dispatch(self, request: Request) -> None:
