@@ -27,6 +27,7 @@ from pyswoole.constants import (
     SSL,
 )
 from pyswoole.coroutine import Channel, WaitGroup, defer, go
+from pyswoole.coroutine import current_task as _current_task  # noqa: F401 - asyncio.current_task in eager steps
 from pyswoole.pool import ConnectionPool, PoolTimeoutError
 from pyswoole.process import Process
 from pyswoole.server import Port, Server, SettingsError
