@@ -217,14 +217,16 @@ class Master:
         return fd % self.worker_num
 
     def _hand_over(self, fd: int, conn: _Connection, leftover: bytes, adopted: bool) -> None:
+        conn.worker_pid = 0  # nobody owns it until a worker takes it (not queued twice on an exit)
         pid = self.worker_pids.get(conn.worker_id)
         if pid is None or pid in self.retiring:
             self.pending[conn.worker_id].append((fd, leftover, adopted))
             return
         assert self.mailbox is not None
-        conn.worker_pid = pid
         head = CONNECT.pack(fd, conn.port_index, int(adopted))
-        if not self.mailbox.send(pid, MSG_CONNECT, head, leftover, fds=(conn.sock.fileno(),)):
+        if self.mailbox.send(pid, MSG_CONNECT, head, leftover, fds=(conn.sock.fileno(),)):
+            conn.worker_pid = pid
+        else:
             self.pending[conn.worker_id].append((fd, leftover, adopted))
 
     def _flush_pending(self, worker_id: int) -> None:
