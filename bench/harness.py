@@ -965,21 +965,19 @@ def bench_session(nice: int | None = None, revision: str | None = None) -> Itera
     ``nice`` < 0 runs servers and load generators ahead of other work on a shared machine
     (it needs root; every contender gets the same priority). ``revision``: measure pyswoole as
     committed there (see export_revision) instead of the working tree. Both default to the
-    ``--nice`` and ``--revision`` options parsed by a bench_arguments() parser.
+    ``--nice`` and ``--revision`` options parsed by a bench_arguments() parser, and stay set after
+    the session, for the report (environment() names them).
     """
     global niceness, pyswoole_source
     revision = revision or getattr(_options, "revision", None)
-    source = export_revision(revision) if revision else REPO_DIR
-    saved = niceness, pyswoole_source
+    pyswoole_source = export_revision(revision) if revision else REPO_DIR
     niceness = nice if nice is not None else getattr(_options, "nice", 0)
-    pyswoole_source = source
     handlers = install_cleanup()
     raise_nofile_limit()
     try:
         yield
     finally:
         stop_all_servers()
-        niceness, pyswoole_source = saved
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 

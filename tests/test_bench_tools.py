@@ -335,7 +335,7 @@ def test_echo_client_reports_json_when_nothing_listens() -> None:
     assert json.loads(result.stdout)["connect_errors"] == 2
 
 
-def test_bench_session_applies_the_parsed_options_and_restores_state() -> None:
+def test_bench_session_applies_the_parsed_options_and_restores_signal_handlers() -> None:
     handler = signal.getsignal(signal.SIGTERM)
     harness.bench_arguments("test").parse_args(["--nice", "3"])
     try:
@@ -344,7 +344,10 @@ def test_bench_session_applies_the_parsed_options_and_restores_state() -> None:
             assert signal.getsignal(signal.SIGTERM) is not handler
             with pytest.raises(SystemExit):
                 os.kill(os.getpid(), signal.SIGTERM)  # unwinds the stack, stopping every server
+        assert signal.getsignal(signal.SIGTERM) is handler
+        assert "both at nice 3" in harness.environment()  # the report names the session's priority
     finally:
         harness.bench_arguments("test").parse_args([])
+        with harness.bench_session():
+            pass
     assert harness.pinned(1, ["true"]) == ["taskset", "-c", "1", "true"]
-    assert signal.getsignal(signal.SIGTERM) is handler
