@@ -23,6 +23,7 @@ import os
 import select
 import socket
 import struct
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("pyswoole")
@@ -92,6 +93,7 @@ class Mailbox:
         self._partial: dict[int, list[bytes]] = {}
         self._partial_fds: dict[int, list[int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: select.poll | None = None
 
     # -- receiving -----------------------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -116,19 +118,24 @@ class Mailbox:
             self._accept(datagram, fds)
 
     def receive(self, timeout: float | None = None) -> tuple[int, int, bytes, list[int]] | None:
-        """Blocking receive of one whole message, for code that cannot wait on the event loop."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                try:
-                    datagram, fds = self._recv()
-                except (TimeoutError, BlockingIOError):
+        """Blocking receive of one whole message, for code that cannot wait on the event loop;
+        None after ``timeout`` seconds. (The socket stays non-blocking: poll, then receive.)"""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                datagram, fds = self._recv()
+            except (BlockingIOError, InterruptedError):
+                wait = -1 if deadline is None else (deadline - time.monotonic()) * 1000
+                if deadline is not None and wait <= 0:
                     return None
-                message = self._join(datagram, fds)
-                if message is not None:
-                    return message
-        finally:
-            self.sock.setblocking(False)
+                if self._poller is None:
+                    self._poller = select.poll()
+                    self._poller.register(self.sock.fileno(), select.POLLIN)
+                self._poller.poll(wait)
+                continue
+            message = self._join(datagram, fds)
+            if message is not None:
+                return message
 
     def pending(self) -> list[tuple[int, int, bytes, list[int]]]:
         """Every whole message already queued, without waiting."""
