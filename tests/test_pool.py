@@ -243,7 +243,7 @@ say("pool stopped")
     ups = [line.split() for line in script.seen if line.startswith("up")]
     running.worker_pids.update(int(words[2]) for words in ups)
     downs = {line for line in script.seen if line.startswith("down")}
-    assert downs == {f"down {words[1]}" for words in ups}
+    assert downs == {f"down {words[1]}" for words in ups}, (script.seen, script.stderr)
     wait_gone(running.worker_pids)
 
 

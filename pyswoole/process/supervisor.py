@@ -74,6 +74,7 @@ class Supervisor:
         self._pending_respawn: list[tuple[float, ChildGroup, int]] = []
         self._wakeup_r = self._wakeup_w = -1
         self._previous_handlers: dict[int, object] = {}
+        self._mask_before_fork: set[signal.Signals] = set()
         self._watched: dict[int, Callable[[], None]] = {}
         self._reloading: set[int] = set()  # pids of replaced children still running
         self.before_reload: Callable[[], None] | None = None
@@ -163,9 +164,16 @@ class Supervisor:
 
     # -- verbs -------------------------------------------------------------------------------------
     def spawn(self, group: ChildGroup, child_id: int) -> Child:
-        pid = os.fork()
-        if pid == 0:
-            self._child_main(group, child_id)
+        # The supervisor's signals stay blocked across fork: a new child must not run the inherited
+        # handlers, which would swallow a SIGTERM meant for it (and write into the supervisor's wakeup
+        # pipe). The child unblocks them once its own dispositions are set; a stop sent meanwhile applies.
+        self._mask_before_fork = signal.pthread_sigmask(signal.SIG_BLOCK, self.SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._child_main(group, child_id)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask_before_fork)
         child = Child(group, child_id, pid)
         self.children[pid] = child
         return child
@@ -306,6 +314,7 @@ class Supervisor:
         for fd in (self._wakeup_r, self._wakeup_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask_before_fork)
 
     def _wait_for_signals(self, timeout: float) -> list[int]:
         try:
