@@ -125,11 +125,7 @@ class HttpConnection(StreamConnection):
         self.head_since = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
-        worker = self.worker
-        self.bytes_in += len(data)
-        if self.last_time != worker.clock:
-            self.last_time = worker.clock
-            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
+        self.note_input(data)
         parser = self.parser
         if parser is None:
             return
@@ -140,7 +136,6 @@ class HttpConnection(StreamConnection):
             return
         if requests:
             self.head_since = 0.0  # whole requests arrived: the header clock stops
-            worker.request_count += len(requests)
             queue = self.queue
             self.out = out = []
             self.out_size = 0
@@ -156,12 +151,12 @@ class HttpConnection(StreamConnection):
                 self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             if len(queue) > MAX_QUEUED:
                 self.transport.pause_reading()
-            if worker.max_request and worker.request_count >= worker.max_request:
-                worker.recycle()
-        if parser.error is not None:
-            self.refuse(parser.error)
-        elif parser.upgrade_data is not None:
-            self.upgrade()
+            self.count_requests(len(requests))
+        if parser.stopped:
+            if parser.error is not None:
+                self.refuse(parser.error)
+            elif parser.upgrade_data is not None:
+                self.upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_since = 0.0
@@ -209,7 +204,6 @@ class HttpConnection(StreamConnection):
     def _dispatch(self, request: Request) -> None:
         request.conn = self
         request.fd = self.fd
-        request.request_time = time.time()
         response = Response(self, request)
         self.active = response
         options = self.options

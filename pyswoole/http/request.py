@@ -3,6 +3,7 @@ cookies, form) is computed on first access only."""
 
 from __future__ import annotations
 
+import time
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -34,7 +35,7 @@ class Request(RawRequest):
     # Defaults as class attributes, no __init__ (see RawRequest).
     conn: HttpConnection | None = None
     fd: int = 0
-    request_time: float = 0.0
+    _time: float = 0.0
     form: dict[str, str] | None = None
     files: dict[str, dict[str, Any]] | None = None
     _header: dict[str, str] | None = None
@@ -43,6 +44,17 @@ class Request(RawRequest):
     _cookie: dict[str, str] | None = None
 
     # -- Swoole's properties -------------------------------------------------------------------------
+    @property
+    def request_time(self) -> float:
+        """When the request was taken up (read on first use: no clock read per request otherwise)."""
+        if not self._time:
+            self._time = time.time()
+        return self._time
+
+    @request_time.setter
+    def request_time(self, value: float) -> None:
+        self._time = value
+
     @property
     def header(self) -> dict[str, str]:
         """Request headers with lower-case names (repeated headers joined with ``, ``)."""

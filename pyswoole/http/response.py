@@ -153,9 +153,10 @@ class Response:
     def _head(self, extra: str) -> bytes:
         """Status line, Server/Date, the handler's headers, ``extra`` and the blank line."""
         code = self.status_code
-        status = (
-            status_line(code, self.reason) if self.reason else (STATUS_LINES.get(code) or status_line(code))
-        )
+        if self.reason:
+            status = status_line(code, self.reason)
+        else:
+            status = STATUS_LINES.get(code) or status_line(code)
         headers = self.headers
         if headers is None:
             lines = "Content-Type: text/html\r\n"
@@ -164,40 +165,49 @@ class Response:
         else:
             lines = "".join(headers.values()) + "Content-Type: text/html\r\n"
         if not self.keep_alive:
-            end = "Connection: close\r\n\r\n"
-        elif self.request is not None and self.request.version == "1.0":
-            end = "Connection: keep-alive\r\n\r\n"
-        else:
-            end = "\r\n"
-        return f"{status}{DATE.line}{lines}{extra}{end}".encode()
+            return f"{status}{DATE.line}{lines}{extra}Connection: close\r\n\r\n".encode()
+        request = self.request
+        if request is not None and request.version == "1.0":
+            return f"{status}{DATE.line}{lines}{extra}Connection: keep-alive\r\n\r\n".encode()
+        return f"{status}{DATE.line}{lines}{extra}\r\n".encode()
 
     # -- body ----------------------------------------------------------------------------------------
     def end(self, data: bytes | str = b"") -> bool:
         """Send the response (or the last chunk of a streamed one) and finish it."""
-        state = self.state
         conn = self.conn
-        if state == ENDED or conn is None:
-            return False
+        if self.state != FRESH or conn is None:
+            return self._end_stream(data)
         if type(data) is str:
             data = data.encode()
         self.state = ENDED
-        if state == STREAMING:
-            payload = (b"%x\r\n%s\r\n%s" % (len(data), data, LAST_CHUNK)) if data else LAST_CHUNK
-            if self.request is not None and self.request.version == "1.0":
-                payload = data
-            return conn.finish_response(self, payload)
         code = self.status_code
         if code in _NO_BODY_STATUS or code < 200:
             return conn.finish_response(self, self._head(""))
         options = conn.options
         if options.compression and len(data) >= options.compression_min_length:
             data, extra = compression.maybe_compress(self, data, options)
+            head = self._head(f"{extra}Content-Length: {len(data)}\r\n")
         else:
-            extra = ""
-        head = self._head(f"{extra}Content-Length: {len(data)}\r\n")
-        if self.request is not None and self.request.method == b"HEAD":
+            head = self._head(f"Content-Length: {len(data)}\r\n")
+        request = self.request
+        if request is not None and request.method == b"HEAD":
             return conn.finish_response(self, head)
         return conn.finish_response(self, head + data)
+
+    def _end_stream(self, data: bytes | str) -> bool:
+        """``end()`` of a streamed response: the last chunk (nothing if ended or detached from a
+        connection)."""
+        conn = self.conn
+        if self.state == ENDED or conn is None:
+            return False
+        if type(data) is str:
+            data = data.encode()
+        self.state = ENDED
+        if self.request is not None and self.request.version == "1.0":
+            payload = data
+        else:
+            payload = (b"%x\r\n%s\r\n%s" % (len(data), data, LAST_CHUNK)) if data else LAST_CHUNK
+        return conn.finish_response(self, payload)
 
     def write(self, data: bytes | str) -> bool:
         """Send a piece of the body now (chunked transfer encoding); False if the connection is gone."""

@@ -96,6 +96,7 @@ class RequestParser:
         "max_header_size",
         "messages",
         "on_head",
+        "stopped",
         "upgrade_data",
     )
 
@@ -115,6 +116,7 @@ class RequestParser:
         self.upgrade_data: bytes | None = None
         self.error: HttpError | None = None
         self.closed = False
+        self.stopped = False  # error, upgrade or closed: no more parsing
         self._current: Any = None
         self._sink: BodySink | None = None
         self._head_size = 0
@@ -130,17 +132,13 @@ class RequestParser:
         a request that upgrades the protocol (``Upgrade`` or ``CONNECT``) the parser stops: the
         bytes after that request are in ``upgrade_data``.
         """
-        if self.error is not None:
-            raise self.error
-        if self.upgrade_data is not None:
-            self.upgrade_data += data
-            return []
-        if self.closed:
-            return []
+        if self.stopped:
+            return self._feed_stopped(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.upgrade_data = data[exc.args[0] :] if exc.args else b""
+            self.stopped = True
             if self.messages:
                 self.messages[-1].upgrade = True
         except httptools.HttpParserCallbackError as exc:
@@ -153,7 +151,7 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             messages = self.messages
             if messages and not messages[-1].keep_alive and self._current is None:
-                self.closed = True  # the client sent more after a request that ends the connection
+                self.closed = self.stopped = True  # more sent after a request that ends the connection
             else:
                 self._fail(HttpError(400, str(exc) or type(exc).__name__))
         messages = self.messages
@@ -164,8 +162,17 @@ class RequestParser:
             raise self.error
         return messages
 
+    def _feed_stopped(self, data: bytes) -> list[Any]:
+        """``feed`` after an error, an upgrade or a closing request."""
+        if self.error is not None:
+            raise self.error
+        if self.upgrade_data is not None:
+            self.upgrade_data += data
+        return []
+
     def _fail(self, error: HttpError) -> None:
         self.error = error
+        self.stopped = True
         self._current = None
         self.discard()
 
@@ -189,7 +196,6 @@ class RequestParser:
             current.url = url
             current.headers = []
             size = self._head_size = len(url)
-            self._body_size = 0
         else:
             current.url += url
             size = self._head_size = self._head_size + len(url)
@@ -197,18 +203,18 @@ class RequestParser:
             raise HttpError(431, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
-        if self._head_size > self.max_header_size:
-            raise HttpError(431, "header section too large")
         self._current.headers.append((name, value))
+        size = self._head_size = self._head_size + len(name) + len(value) + 4
+        if size > self.max_header_size:
+            raise HttpError(431, "header section too large")
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         current = self._current
-        current.method = parser.get_method()
+        method = current.method = parser.get_method()
         current.version = parser.get_http_version()
         current.keep_alive = parser.should_keep_alive()
-        if self.on_head is not None and current.method not in BODYLESS:
+        if method not in BODYLESS and self.on_head is not None:
             self._sink = self.on_head(current)
 
     def on_body(self, body: bytes) -> None:
@@ -227,12 +233,14 @@ class RequestParser:
     def on_message_complete(self) -> None:
         current = self._current
         self._current = None
-        if self._sink is not None:
-            sink, self._sink = self._sink, None
-            sink.close()
-        elif current.chunks is not None:
-            current.body = b"".join(current.chunks)
-            current.chunks = None
+        if self._body_size or self._sink is not None:  # (nothing to do for a request without a body)
+            self._body_size = 0
+            if self._sink is not None:
+                sink, self._sink = self._sink, None
+                sink.close()
+            elif current.chunks is not None:
+                current.body = b"".join(current.chunks)
+                current.chunks = None
         self.messages.append(current)
 
 
