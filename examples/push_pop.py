@@ -8,7 +8,8 @@ by exactly one child. ``ipcs -q`` shows the queue while it runs.
 Fixes: the original never freed the queue, so messages left over from one run were delivered in the
 next, and its children could only be killed one by one. Now SIGINT/SIGTERM (or the end of
 ``--rounds``) frees the queue, which makes every child's ``pop()`` return None, so they exit and are
-reaped. ``--rounds`` (default 0: forever), ``--interval`` and ``--start-delay`` change the timing.
+reaped. ``--rounds`` (default 0: forever), ``--interval`` and ``--start-delay`` change the timing, ``--queue-key``
+the queue.
 """
 
 from __future__ import annotations
@@ -36,8 +37,13 @@ def consume(p: Process, quiet: bool) -> None:
             say(f"{p.pid} received msg {message.decode()}")
 
 
-def run(rounds: int, interval: float, start_delay: float, quiet: bool = False) -> None:
-    """Start the consumers, push a..e every ``interval`` seconds; free the queue and reap on exit."""
+def run(
+    rounds: int, interval: float, start_delay: float, quiet: bool = False, key: int | None = None
+) -> None:
+    """Start the consumers, push a..e every ``interval`` seconds; free the queue and reap on exit.
+
+    ``key`` None means Swoole's default, ``ftok(<the running script>, 1)``.
+    """
     stop = lambda signo: sys.exit(0)  # noqa: E731 - unwinds into the cleanup below
     Process.signal(signal.SIGTERM, stop)
     Process.signal(signal.SIGINT, stop)
@@ -45,7 +51,7 @@ def run(rounds: int, interval: float, start_delay: float, quiet: bool = False) -
     try:
         for _ in range(CHILDREN):
             p = Process(lambda p: consume(p, quiet), pipe_type=Process.PIPE_NONE)
-            p.use_queue()
+            p.use_queue(key)
             p.start()
             children.append(p)
         children[-1].name("process master")
@@ -70,8 +76,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=0, help="rounds of a..e, 0 for ever (default)")
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--start-delay", type=float, default=1.0)
+    parser.add_argument("--queue-key", type=lambda text: int(text, 0), help="default: ftok(this file, 1)")
     args = parser.parse_args()
-    run(args.rounds, args.interval, args.start_delay)
+    run(args.rounds, args.interval, args.start_delay, key=args.queue_key)
 
 
 if __name__ == "__main__":

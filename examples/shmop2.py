@@ -25,9 +25,11 @@ SHMOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shmop.py")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delete", action="store_true", help="remove the segment after reading it")
+    parser.add_argument("--key", type=lambda text: int(text, 0), help="default: ftok(shmop.py, 't')")
     args = parser.parse_args()
 
-    segment = sysv_ipc.SharedMemory(ftok(SHMOP, "t"), sysv_ipc.IPC_CREAT, mode=0o664, size=SIZE)
+    key = ftok(SHMOP, "t") if args.key is None else args.key
+    segment = sysv_ipc.SharedMemory(key, sysv_ipc.IPC_CREAT, mode=0o664, size=SIZE)
     sys.stdout.buffer.write(segment.read(SIZE, 0) + b"\n")
     segment.detach()
     if args.delete:

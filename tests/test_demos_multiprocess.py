@@ -59,6 +59,15 @@ def spawn():
         proc.communicate()
 
 
+@pytest.fixture
+def ipc_key(tmp_path) -> int:
+    """A System V key of this test's own (``ftok`` of a fresh file), so that concurrent runs never share
+    the examples' default keys."""
+    anchor = tmp_path / "ipc-key"
+    anchor.write_bytes(b"")
+    return ftok(str(anchor), "p")
+
+
 def stat(pid: int) -> list[str] | None:
     """Fields of /proc/<pid>/stat after the name (state, ppid, pgrp, session, ...), None if gone."""
     try:
@@ -241,17 +250,20 @@ def test_process_signal_start_reload_stop(tmp_path):
         kill_tree([master, *children_of(master)])
 
 
-def test_shmop_writes_and_shmop2_reads_the_segment():
-    key = ftok(str(EXAMPLES / "shmop.py"), "t")
+def test_shmop_writes_and_shmop2_reads_the_segment(ipc_key):
+    key = str(ipc_key)
     try:
         first = subprocess.run(
-            [sys.executable, str(EXAMPLES / "shmop.py")], capture_output=True, timeout=20, env=ENV
+            [sys.executable, str(EXAMPLES / "shmop.py"), "--key", key],
+            capture_output=True,
+            timeout=20,
+            env=ENV,
         )
         assert first.returncode == 0, first.stderr
         block = b"Hello" + b"\0" * 195
         assert first.stdout == f"{key}\nSize of shmop = 200\nBytes of write = 5\n".encode() + block + b"\n"
         second = subprocess.run(
-            [sys.executable, str(EXAMPLES / "shmop2.py"), "--delete"],
+            [sys.executable, str(EXAMPLES / "shmop2.py"), "--key", key, "--delete"],
             capture_output=True,
             timeout=20,
             env=ENV,
@@ -259,7 +271,31 @@ def test_shmop_writes_and_shmop2_reads_the_segment():
         assert second.returncode == 0, second.stderr
         assert second.stdout == block + b"\n"
         with pytest.raises(sysv_ipc.ExistentialError):
-            sysv_ipc.SharedMemory(key)
+            sysv_ipc.SharedMemory(ipc_key)
+    finally:
+        try:
+            sysv_ipc.SharedMemory(ipc_key).remove()
+        except sysv_ipc.ExistentialError:
+            pass
+
+
+def test_shmop_default_key_is_ftok_of_shmop_py(tmp_path):
+    """Without --key both derive ftok(shmop.py, 't'); copies in a fresh folder give a key of our own."""
+    for name in ("shmop.py", "shmop2.py"):
+        (tmp_path / name).write_bytes((EXAMPLES / name).read_bytes())
+    key = ftok(str(tmp_path / "shmop.py"), "t")
+    try:
+        first = subprocess.run(
+            [sys.executable, str(tmp_path / "shmop.py")], capture_output=True, timeout=20, env=ENV
+        )
+        assert first.stdout.startswith(f"{key}\n".encode()), first.stderr
+        second = subprocess.run(
+            [sys.executable, str(tmp_path / "shmop2.py"), "--delete"],
+            capture_output=True,
+            timeout=20,
+            env=ENV,
+        )
+        assert second.stdout == b"Hello" + b"\0" * 195 + b"\n", second.stderr
     finally:
         try:
             sysv_ipc.SharedMemory(key).remove()
@@ -414,9 +450,11 @@ def queue_exists(key: int) -> bool:
         return False
 
 
-def test_push_pop_competing_children_take_each_message_once():
-    key = ftok(str(EXAMPLES / "push_pop.py"), 1)
-    result = run("push_pop.py", "--rounds", "3", "--interval", "0.2", "--start-delay", "0.1")
+def test_push_pop_competing_children_take_each_message_once(ipc_key):
+    key = ipc_key
+    result = run(
+        "push_pop.py", "--rounds", "3", "--interval", "0.2", "--start-delay", "0.1", "--queue-key", str(key)
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.split("\n") if line]
     assert lines.count(" ======================== ") == 3
@@ -428,10 +466,10 @@ def test_push_pop_competing_children_take_each_message_once():
     assert not queue_exists(key), "the queue was not freed"
 
 
-def test_daemon_runs_the_queue_detached_and_stops_on_sigterm(spawn, tmp_path):
+def test_daemon_runs_the_queue_detached_and_stops_on_sigterm(spawn, tmp_path, ipc_key):
     pid_file = tmp_path / "daemon.pid"
-    key = ftok(str(EXAMPLES / "daemon.py"), 1)
-    launcher = spawn("daemon.py", "--pid-file", str(pid_file), "--interval", "0.1")
+    key = ipc_key
+    launcher = spawn("daemon.py", "--pid-file", str(pid_file), "--interval", "0.1", "--queue-key", str(key))
     assert launcher.wait(5) == 0 and launcher.stdout.read() == ""
     master = read_pid_file(pid_file)
     try:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from pyswoole.process import MessageQueue, Process, ftok
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
 @pytest.fixture
@@ -91,6 +96,24 @@ def test_full_queue_with_nowait_push_returns_false(queue_key):
     assert queue.push(b"x" * 64, block=False)
     assert not queue.push(b"y", block=False)
     queue.free()
+
+
+def test_default_key_is_ftok_of_the_script_even_after_chdir(tmp_path):
+    script = tmp_path / "producer.py"
+    script.write_text(
+        "import os\nfrom pyswoole.process import Process\n"
+        "os.chdir('/')  # like a daemon: the key must still name this script\n"
+        "p = Process(lambda p: None)\np.use_queue()\np.push(b'from the default key')\n"
+    )
+    key = ftok(str(script), 1)
+    try:
+        result = subprocess.run(
+            [sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, timeout=20, env=ENV
+        )
+        assert result.returncode == 0, result.stderr
+        assert MessageQueue(key).pop(block=False) == b"from the default key"
+    finally:
+        MessageQueue(key).free()
 
 
 def test_use_queue_rejects_unknown_modes():
