@@ -194,6 +194,9 @@ class WebSocketConnection(HttpConnection):
             self.write(simple_response(exc.status, f"{exc.reason}\n".encode(), extra=extra))
             self._close_after_reply()
             return
+        # Established for every worker before the 101 leaves: the client may make another
+        # connection broadcast to this one the moment it reads the 101.
+        self.worker.registry.set_websocket_status(self.fd, STATUS_ACTIVE)
         self.write(agreed.response())
         self.flush()
         self._open(request, agreed.deflate)
@@ -226,14 +229,15 @@ class WebSocketConnection(HttpConnection):
             ok = super().finish_response(response, payload)
             self._close_after_reply()
             return ok
-        ok = self.write(payload)
-        self.flush()
-        self.active = None
         deflate = None
         for line in (response.headers or {}).values():
             name, _, value = line.partition(":")
             if name.lower() == "sec-websocket-extensions":
                 deflate = accept_deflate(value.strip(), DeflateParams())
+        self.worker.registry.set_websocket_status(self.fd, STATUS_ACTIVE)  # before the 101 (see _dispatch)
+        ok = self.write(payload)
+        self.flush()
+        self.active = None
         assert response.request is not None
         self._open(response.request, deflate)
         return ok
