@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import pickle
+import resource
 import secrets
 import signal
 from collections.abc import Callable, Iterator
@@ -191,6 +192,9 @@ class Server:
         if self._started:
             raise RuntimeError("server already started")
         self._started = True
+        _raise_open_files_limit()
+        if "max_conn" not in self._user_settings:  # sized from the (raised) descriptor limit
+            self.setting["max_conn"] = settings_module.default_max_conn()
         for key in ("pid_file", "log_file"):  # daemons run in /
             if self.setting[key]:
                 self.setting[key] = os.path.abspath(self.setting[key])
@@ -626,3 +630,13 @@ def _raise_failed(result: Any) -> Any:
     if isinstance(result, TaskError):
         raise result
     return result
+
+
+def _raise_open_files_limit() -> None:
+    """Let the server hold as many connections as the hard descriptor limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, hard, exc)
