@@ -206,6 +206,21 @@ def test_cross_worker_send_close_exists_and_connections(run_server):
         sock.close()
 
 
+def test_pause_and_resume_a_connection_of_another_worker(run_server):
+    server = start_tcp(run_server)
+    a, b, opened = connections_on_two_workers(server.port)
+    fd_a = json.loads(ask(a, b"info"))["socket_fd"]
+    assert ask(b, f"pause {fd_a}".encode()) == b"True"
+    a.sendall(b"waiting")
+    a.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        a.recv(100)  # not read while paused
+    assert ask(b, f"resume {fd_a}".encode()) == b"True"
+    assert recv_until(a, lambda d: d.endswith(b"waiting")) == b"Server: waiting"
+    for sock in opened:
+        sock.close()
+
+
 def test_send_message_reaches_pipe_message(run_server):
     server = start_tcp(run_server)
     server.wait_output("worker_start", count=2)

@@ -128,6 +128,10 @@ async def answer(server, fd, data):
             sent += 1
         reply = None
         say("flood_stopped", sent)
+    elif command == "pause":
+        reply = str(server.pause(int(args[0])))
+    elif command == "resume":
+        reply = str(server.resume(int(args[0])))
     elif command == "stopworker":
         reply = str(server.stop(int(args[0])))
     elif command == "status":
@@ -150,7 +154,7 @@ async def answer(server, fd, data):
 async def on_receive(server, fd, reactor_id, data):
     if data[:1].isalpha() and data.split()[0].decode(errors="replace") in {
         "whoami", "info", "conns", "send", "close", "exists", "bind", "stats", "pipe", "boom", "sleep", "flood", "shutdown",
-        "reload", "stopworker", "status", "grow",
+        "reload", "stopworker", "status", "grow", "pause", "resume",
     }:
         await answer(server, fd, data)
     else:
