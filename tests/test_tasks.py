@@ -73,3 +73,34 @@ def test_queued_tasks_survive_a_task_worker_reload(run_server):
     server.signal(signal.SIGUSR2)  # task workers only
     wait_for(lambda: server.output().count("finish") >= 5, 20)
     assert "TaskError" not in server.output()
+
+
+COROUTINE_TASKS = """
+import asyncio, os, sys
+from pyswoole import Server
+server = Server("127.0.0.1", int(sys.argv[1]))
+server.set({"worker_num": 1, "task_worker_num": 1, "task_enable_coroutine": True, "task_max_request": 2})
+
+@server.on("task")
+async def on_task(server, task):
+    await asyncio.sleep(0.01)
+    task.finish({"id": task.id, "from": task.worker_id, "data": task.data, "pid": os.getpid()})
+
+@server.on("receive")
+async def on_receive(server, fd, reactor_id, data):
+    result = await server.taskwait(data.decode(), 5)
+    server.send(fd, f"{result['data']} {result['id']} {result['from']} {result['pid']}")
+
+server.start()
+"""
+
+
+def test_task_enable_coroutine_and_task_max_request(run_server):
+    port = free_port()
+    run_server(["-c", COROUTINE_TASKS, port], ready=lambda: port_open(port))
+    replies = [ask(port, f"job{i}".encode()).decode().split() for i in range(5)]
+    assert [r[0] for r in replies] == [f"job{i}" for i in range(5)]
+    assert [int(r[1]) for r in replies] == list(range(5))  # task ids count from 0 in the worker
+    assert {r[2] for r in replies} == {"0"}  # the dispatching worker's id
+    pids = [r[3] for r in replies]
+    assert pids[0] == pids[1] and pids[1] != pids[2]  # task_max_request 2: a fresh task worker
