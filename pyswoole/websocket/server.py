@@ -151,25 +151,17 @@ class WebSocketConnection(HttpConnection):
         if self.codec is None:
             super().data_received(data)
             return
-        worker = self.worker
-        self.bytes_in += len(data)
-        if self.last_time != worker.clock:
-            self.last_time = worker.clock
-            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
+        self.note_input(data)
         events = self.codec.feed(data)
         if len(events) == 1:  # the common case, one message: handled here, without the loop
             event = events[0]
             if type(event) is Frame and event.opcode < OPCODE_CLOSE:
-                worker.request_count += 1
                 on_message = self.ws.on_message
                 if on_message is not None:
                     spawn(on_message, self.server, event, name="message")
-                if worker.max_request and worker.request_count >= worker.max_request:
-                    worker.recycle()
+                self.count_requests(1)
                 return
         self._handle(events)
-        if worker.max_request and worker.request_count >= worker.max_request:
-            worker.recycle()
 
     # -- opening handshake ---------------------------------------------------------------------------
     def _dispatch(self, request: Request) -> None:
@@ -280,12 +272,13 @@ class WebSocketConnection(HttpConnection):
         assert codec is not None
         ws = self.ws
         server = self.server
+        messages = 0
         for event in events:
             kind = type(event)
             if kind is Frame:
                 opcode = event.opcode  # type: ignore[union-attr]
                 if opcode < OPCODE_CLOSE:
-                    self.worker.request_count += 1
+                    messages += 1
                     if ws.on_message is not None:
                         spawn(ws.on_message, server, event, name="message")
                 elif opcode == OPCODE_PING:
@@ -307,6 +300,8 @@ class WebSocketConnection(HttpConnection):
                 log.warning("closing WebSocket connection %d from %s:%d: %s", self.fd, *self.remote, error)
                 reason = error.reason.encode()[:123].decode(errors="ignore")
                 self.disconnect(error.code, reason)
+        if messages:
+            self.count_requests(messages)
 
     def push(self, data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bool:
         """Send one frame; False if not an open WebSocket or the output buffer is full."""
