@@ -26,6 +26,7 @@ _IGNORED = frozenset(("Content-Length", "Transfer-Encoding"))
 _NO_BODY_STATUS = frozenset((204, 304))
 #: Files up to this size are read and sent with the head in one write; larger ones stream.
 SENDFILE_INLINE = 64 * 1024
+OK_LINE = STATUS_LINES[200]
 
 
 def canonical(name: str) -> str:
@@ -188,6 +189,20 @@ class Response:
             data, extra = compression.maybe_compress(self, data, options)
             head = self._head(f"{extra}Content-Length: {len(data)}\r\n")
         else:
+            request = self.request
+            headers = self.headers
+            if (
+                code == 200
+                and self.reason is None
+                and self.keep_alive
+                and headers is not None
+                and "Content-Type" in headers
+                and request is not None
+                and request.version == "1.1"
+            ):  # the common case, inlined: a 1.1 keep-alive 200 with its Content-Type
+                lines = "".join(headers.values())
+                head = f"{OK_LINE}{DATE.line}{lines}Content-Length: {len(data)}\r\n\r\n".encode()
+                return conn.finish_response(self, head if request.method == b"HEAD" else head + data)
             head = self._head(f"Content-Length: {len(data)}\r\n")
         request = self.request
         if request is not None and request.method == b"HEAD":
