@@ -24,6 +24,8 @@ import os
 import signal
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,9 +59,38 @@ class _WorkerStopped(BaseException):
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # SIGINT: Ctrl+C reaches every process of the terminal
 
 
-def _stop_worker(signo: int, frame: Any) -> None:
-    _ignore_stop_signals()  # a second signal must not interrupt worker_stop
-    raise _WorkerStopped
+class _StopRelay:
+    """Makes sure a stop signal reaches a worker that is blocked in a system call.
+
+    CPython runs a Python signal handler only between bytecodes. A SIGTERM that lands after the last
+    check but before the main thread blocks (in ``msgrcv``, ``accept``, ``recv``) would wait there for
+    the next signal. The C-level handler also writes the signal number into a wakeup pipe; this thread
+    reads it and, as long as the worker has not reacted, sends the signal to the main thread again
+    every 0.1 s, which interrupts the blocking call.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        main = threading.main_thread().ident
+        threading.Thread(target=self._run, args=(main,), daemon=True, name="pyswoole stop relay").start()
+
+    def _run(self, main: int) -> None:
+        while data := os.read(self._read_fd, 64):
+            stop = next((signo for signo in data if signo in _STOP_SIGNALS), None)
+            while stop is not None:
+                time.sleep(0.1)
+                if self.stopping:
+                    return
+                signal.pthread_kill(main, stop)
+
+    def handler(self, signo: int, frame: Any) -> None:
+        """The worker's stop-signal handler: unwind whatever the worker is doing."""
+        self.stopping = True
+        _ignore_stop_signals()  # a second signal must not interrupt worker_stop
+        raise _WorkerStopped
 
 
 def _ignore_stop_signals() -> None:
@@ -252,8 +283,9 @@ class Pool:
     def _worker_main(self, worker_id: int) -> int:
         signals.reset_after_fork()
         self.worker_id = worker_id
+        relay = _StopRelay()
         for signo in _STOP_SIGNALS:
-            signal.signal(signo, _stop_worker)
+            signal.signal(signo, relay.handler)
         try:
             if "worker_start" in self._callbacks:
                 self._invoke("worker_start", worker_id)
