@@ -19,6 +19,7 @@ import contextvars
 import inspect
 import itertools
 import logging
+import os
 import traceback
 import types
 from asyncio import events
@@ -439,3 +440,14 @@ def backtrace(rec: Record) -> traceback.StackSummary:
         frames.append((coro.cr_frame, coro.cr_frame.f_lineno))
         coro = coro.cr_await if type(coro.cr_await) is types.CoroutineType else None
     return traceback.StackSummary.extract(iter(frames))
+
+
+def _forget_after_fork() -> None:
+    """A forked child runs none of its parent's coroutines: forget their records, or ``co.run``
+    in the child would wait for coroutines that do not exist there."""
+    global _num
+    _live.clear()
+    _num = 0
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

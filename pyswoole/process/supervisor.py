@@ -16,6 +16,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -187,10 +188,15 @@ class Supervisor:
             code = result if isinstance(result, int) else 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except KeyboardInterrupt:
+            code = 130  # interrupted, not crashed
         except BaseException:
             log.exception("%s %d crashed", group.name, child_id)
             code = 255
         finally:
+            for stream in (sys.stdout, sys.stderr):  # os._exit skips it: keep what was printed
+                with contextlib.suppress(Exception):
+                    stream.flush()
             with contextlib.suppress(Exception):
                 logging.shutdown()
             os._exit(code)
