@@ -101,7 +101,13 @@ class StreamConnection(asyncio.Protocol):
             worker.recycle()
 
     def data_received(self, data: bytes) -> None:
-        self.note_input(data)
+        # note_input() and count_requests(), inlined: this is the hot path of every TCP server
+        # (each method call here costs about 2% of an echo round trip)
+        worker = self.worker
+        self.bytes_in += len(data)
+        if self.last_time != worker.clock:
+            self.last_time = worker.clock
+            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
         receive = self.receive
         if receive is None:
             return
@@ -119,7 +125,9 @@ class StreamConnection(asyncio.Protocol):
         server, fd, reactor_id = self.server, self.fd, self.reactor_id
         for packet in packets:
             spawn(receive, server, fd, reactor_id, packet, name="receive")
-        self.count_requests(len(packets))
+        worker.request_count += len(packets)
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
