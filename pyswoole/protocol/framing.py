@@ -46,22 +46,12 @@ class Framer(Protocol):
     def buffered(self) -> int: ...
 
 
-class EofFramer:
-    """Packets end with ``eof``.
+class _BufferedFramer:
+    """What every framer shares: the buffer of an incomplete packet."""
 
-    With ``split=True`` (``open_eof_split``) each packet is delivered alone, terminator included.
-    With ``split=False`` (``open_eof_check``) data is delivered once the buffer ends with the
-    terminator, as Swoole does: one delivery may then hold several packets.
-    """
+    __slots__ = ("_buffer",)
 
-    __slots__ = ("_buffer", "eof", "max_length", "split")
-
-    def __init__(self, eof: bytes = b"\r\n", *, split: bool = True, max_length: int = DEFAULT_MAX_LENGTH):
-        if not eof:
-            raise ValueError("package_eof must not be empty")
-        self.eof = eof
-        self.split = split
-        self.max_length = max_length
+    def __init__(self) -> None:
         self._buffer = bytearray()
 
     @property
@@ -73,6 +63,25 @@ class EofFramer:
         data = bytes(self._buffer)
         self._buffer.clear()
         return data
+
+
+class EofFramer(_BufferedFramer):
+    """Packets end with ``eof``.
+
+    With ``split=True`` (``open_eof_split``) each packet is delivered alone, terminator included.
+    With ``split=False`` (``open_eof_check``) data is delivered once the buffer ends with the
+    terminator, as Swoole does: one delivery may then hold several packets.
+    """
+
+    __slots__ = ("eof", "max_length", "split")
+
+    def __init__(self, eof: bytes = b"\r\n", *, split: bool = True, max_length: int = DEFAULT_MAX_LENGTH):
+        if not eof:
+            raise ValueError("package_eof must not be empty")
+        self.eof = eof
+        self.split = split
+        self.max_length = max_length
+        super().__init__()
 
     def feed(self, data: bytes) -> list[bytes]:
         buffer = self._buffer
@@ -115,7 +124,7 @@ class EofFramer:
             )
 
 
-class LengthFramer:
+class LengthFramer(_BufferedFramer):
     """Packets carry their length in a fixed header (``open_length_check``).
 
     A packet is ``body_offset + length`` bytes long, where ``length`` is read at ``length_offset``
@@ -124,7 +133,7 @@ class LengthFramer:
     invalid packet.
     """
 
-    __slots__ = ("_buffer", "_header", "_unpack", "body_offset", "length_func", "length_offset", "max_length")
+    __slots__ = ("_header", "_unpack", "body_offset", "length_func", "length_offset", "max_length")
 
     def __init__(
         self,
@@ -146,17 +155,7 @@ class LengthFramer:
         self.body_offset = body_offset
         self.max_length = max_length
         self.length_func = length_func
-        self._buffer = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer)
-
-    def take_buffer(self) -> bytes:
-        """Remove and return the bytes of the incomplete packet (a connection changing hands)."""
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
+        super().__init__()
 
     def _packet_length(self, data: bytes | bytearray, start: int) -> int:
         """Whole length of the packet starting at ``start``; 0 if the header is incomplete."""
