@@ -27,7 +27,9 @@ ballast = b""
 
 
 def say(*parts):
-    print(*parts, flush=True)
+    """One line in one write: several processes share the output file."""
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    sys.stdout.flush()
 
 
 @server.on("start")

@@ -21,7 +21,9 @@ flood = {"expected": 0, "got": 0, "fd": 0}
 
 
 def say(*parts):
-    print(*parts, flush=True)
+    """One line in one write: several processes share the output file."""
+    sys.stdout.write(" ".join(map(str, parts)) + "\n")
+    sys.stdout.flush()
 
 
 @server.on("task")
