@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import APPS, ROOT, free_port, port_open, wait_for
+from helpers import APPS, ROOT, free_port, port_open, process_group_alive, wait_for
 
 from pyswoole.server.operation import pid_alive, read_pid_file
 
@@ -34,22 +34,19 @@ def app(tmp_path: Path):
         "PYTHONPATH": str(ROOT),
     }
     info = {"path": path, "port": port, "env": env, "pid_file": tmp_path / "app.pid", "log": tmp_path / "app.log"}
+    masters: list[int] = []
+    info["masters"] = masters  # every master pid the test saw: their process groups are cleaned up
     yield info
-    # never leave the daemon (or anything it started) behind
-    for pid in _service_pids(str(path)):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    masters.append(read_pid_file(str(info["pid_file"])) or 0)
+    for master in masters:  # never leave a daemon (or anything it started) behind
+        for pid in service_pids(master):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
-def _service_pids(app_path: str) -> list[int]:
-    marker = f"PYSWOOLE_APP={app_path}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-    return pids
+def service_pids(master_pid: int) -> list[int]:
+    """The daemon's processes: its master's process group."""
+    return process_group_alive(master_pid) if master_pid else []
 
 
 def cli(app, *args, timeout=60):
@@ -69,12 +66,14 @@ def test_daemon_round_trip_status_reload_with_new_code_and_stop(app):
     assert result.returncode == 0, result.stderr
     pid = read_pid_file(str(app["pid_file"]))
     assert pid and pid_alive(pid)
+    app["masters"].append(pid)
     with open(f"/proc/{pid}/stat") as f:  # detached: its own session, parent init (or a subreaper)
         fields = f.read().rsplit(")", 1)[1].split()
     assert int(fields[3]) != os.getsid(0)  # a session of its own (double fork: no terminal again)
     assert int(fields[4]) == 0  # tty_nr: no controlling terminal
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
     wait_for(lambda: port_open(app["port"]), 10)
+    wait_for(lambda: len(service_pids(pid)) == 4, 10)  # master, manager, 2 workers: one process group
     first = ask(app["port"]).split()
     assert first[0] == "v1"
 
@@ -104,12 +103,13 @@ def test_daemon_round_trip_status_reload_with_new_code_and_stop(app):
     assert stop.returncode == 0, stop.stderr
     assert not pid_alive(pid)
     assert not app["pid_file"].exists()
-    assert not _service_pids(str(app["path"]))
+    assert not service_pids(pid)
 
 
 def test_restart_without_refusing_connections_and_check(app):
     assert cli(app, "start", str(app["path"]), "-d").returncode == 0
     old = read_pid_file(str(app["pid_file"]))
+    app["masters"].append(old)
     wait_for(lambda: port_open(app["port"]), 10)
     errors: list[str] = []
     done = threading.Event()
@@ -132,6 +132,7 @@ def test_restart_without_refusing_connections_and_check(app):
         thread.join(10)
     assert result.returncode == 0, result.stderr
     new = read_pid_file(str(app["pid_file"]))
+    app["masters"].append(new)
     assert new != old and pid_alive(new) and not pid_alive(old)
     assert errors == []
 

@@ -59,14 +59,13 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 # -- commands --------------------------------------------------------------------------------------
 def cmd_start(args: argparse.Namespace) -> int:
-    source, server = load(args)
+    _, server = load(args)
     pid = read_pid_file(server.setting["pid_file"])
     if pid is not None and pid_alive(pid) and not args.replace:
         print(f"already running (pid {pid}, pid file {server.setting['pid_file']})", file=sys.stderr)
         return 1
     if args.daemon:
         server.setting["daemonize"] = True
-    os.environ["PYSWOOLE_APP"] = source.path  # marks every process of this service (see `check`)
     server.start()
     return 0
 
@@ -175,14 +174,15 @@ def _port_answers(host: str, port: int) -> bool:
         return False
 
 
-def _strays(app_path: str) -> list[int]:
-    marker = f"PYSWOOLE_APP={app_path}".encode()
+def _strays(master_pid: int) -> list[int]:
+    """Processes left of a daemon whose master was ``master_pid``: its process group."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        with contextlib.suppress(OSError):
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == master_pid and fields[0] != "Z":
                 found.append(int(entry.name))
     return found
 
@@ -200,7 +200,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if healthy:
         print(f"ok (pid {pid})")
         return 0
-    for stray in _strays(source.path):
+    for stray in _strays(pid) if pid else []:
         with contextlib.suppress(ProcessLookupError):
             os.kill(stray, signal.SIGKILL)
     with contextlib.suppress(OSError):

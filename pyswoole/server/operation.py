@@ -43,6 +43,7 @@ def daemonize(pid_file: str | None, log_file: str | None, wait: float = 10.0) ->
     os.setsid()
     if os.fork():
         os._exit(0)
+    os.setpgid(0, 0)  # a process group named after the master: `pyswoole check` finds strays by it
     os.chdir("/")
     os.umask(0o022)
     sys.stdout.flush()
