@@ -79,3 +79,15 @@ def reopen(log_file: str | None, redirect_stdio: bool) -> None:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+
+
+def whole_lines() -> None:
+    """Write stdout and stderr a whole line at a time (inherited by forked children).
+
+    With ``PYTHONUNBUFFERED`` (or ``-u``) ``print`` writes its text and its newline separately,
+    so lines printed at once by several workers sharing a terminal or a file get mixed up.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True, write_through=False)

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyswoole.log import whole_lines
+
 log = logging.getLogger("pyswoole")
 
 _PR_SET_PDEATHSIG = 1
@@ -110,6 +112,7 @@ class Supervisor:
     # -- main loop -------------------------------------------------------------------------------
     def run(self) -> None:
         """Spawn every child and supervise until stopped and every child has exited."""
+        whole_lines()
         self._install_signals()
         try:
             for group in self.groups.values():

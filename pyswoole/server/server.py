@@ -199,6 +199,7 @@ class Server:
             if self.setting[key]:
                 self.setting[key] = os.path.abspath(self.setting[key])
         log_setup.configure(self.setting)
+        log_setup.whole_lines()
         self._bind_ports()
         pid_file = self.setting["pid_file"]
         if self.setting["daemonize"]:
