@@ -55,6 +55,9 @@ class StreamConnection(asyncio.Protocol):
         self.port = port
         self.server = worker.server
         self.fd = 0
+        self.adopted = False  # PROCESS mode: taken over from another worker (no connect event)
+        if worker.handoff is not None:  # PROCESS mode: numbered by the master
+            self.fd, self.adopted = worker.handoff
         self.reactor_id = worker.worker_id
         self.framer = make_framer(port.settings)
         self.receive = port.callback("receive")
@@ -63,7 +66,6 @@ class StreamConnection(asyncio.Protocol):
         self.last_time = worker.clock
         self.paused_writing = False
         self.closed_by_server = False
-        self.adopted = False  # PROCESS mode: taken over from another worker (no connect event)
         self.released = False  # PROCESS mode: being handed back to the master
         self.release_target = -1
         self.bytes_in = 0

@@ -80,6 +80,7 @@ class Worker:
         self.clock = int(time.time())
         self.loop: asyncio.AbstractEventLoop | None = None
         self.mailbox: Mailbox | None = None
+        self.handoff: tuple[int, bool] | None = None  # (fd, adopted) of the connection being built
         self.tasks: TaskClient | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self._stopping = False
@@ -170,7 +171,8 @@ class Worker:
                 conn.transport.pause_reading()
         await self._drain(deadline)
         for conn in list(self.connections.values()):
-            if hand_back:
+            # TLS state lives in this process: such a connection cannot change hands
+            if hand_back and conn.transport.get_extra_info("sslcontext") is None:
                 conn.release()
             else:
                 conn.close()
@@ -304,10 +306,13 @@ class Worker:
         port = self.server.ports[port_index]
 
         def make() -> StreamConnection:
-            conn = port.connection_class(self, port)
-            conn.fd = fd
-            conn.adopted = bool(adopted)
-            return conn
+            # The connection takes its fd from here while it is built: a factory may wrap it
+            # (TLS returns an SSLProtocol around it), so it cannot be set on the result.
+            self.handoff = (fd, bool(adopted))
+            try:
+                return port.connection_class(self, port)
+            finally:
+                self.handoff = None
 
         async def connect() -> None:
             try:

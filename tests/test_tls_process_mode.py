@@ -1,0 +1,65 @@
+"""TLS in PROCESS mode (the default): a connection the server closes really ends, the master's
+duplicate of the socket included."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+
+import pytest
+from helpers import wait_for
+from http_support import HttpServer, read_to_close
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+
+
+def self_signed(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+def test_tls_connections_end_when_the_server_closes_them(tmp_path):
+    cert, key = self_signed(tmp_path)
+    srv = HttpServer(tmp_path, {"ssl_cert_file": str(cert), "ssl_key_file": str(key)}, mode="process").start()
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        master_fds = f"/proc/{srv.process.pid}/fd"
+        before = len(os.listdir(master_fds))
+        for _ in range(10):
+            with (
+                socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                tls.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                reply = read_to_close(tls, 5)
+            assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"Hello, World!")
+        # the master dropped its duplicate of every closed connection (no descriptor leak)
+        wait_for(lambda: len(os.listdir(master_fds)) <= before + 1, 5)
+    finally:
+        srv.stop()
