@@ -7,12 +7,11 @@ import hashlib
 import os
 import shutil
 import ssl
-import subprocess
 
 import httpx
 import pytest
 from helpers import wait_for
-from http_support import HttpServer
+from http_support import HttpServer, self_signed_certificate
 
 BIG = 300 * 1024  # over the inline limit: streamed with sendfile
 
@@ -224,26 +223,7 @@ def test_upload_cut_short_leaves_no_temp_file(server, files):
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 def test_tls_with_a_self_signed_certificate(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subject = ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            *subject,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+    cert, key = self_signed_certificate(tmp_path)
     srv = HttpServer(tmp_path, {"ssl_cert_file": str(cert), "ssl_key_file": str(key)}).start()
     try:
         context = ssl.create_default_context(cafile=str(cert))

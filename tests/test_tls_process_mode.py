@@ -7,45 +7,16 @@ import os
 import shutil
 import socket
 import ssl
-import subprocess
 
 import pytest
 from helpers import wait_for
-from http_support import HttpServer, read_to_close
+from http_support import HttpServer, read_to_close, self_signed_certificate
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
 
-def self_signed(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
-
-
 def test_tls_connections_end_when_the_server_closes_them(tmp_path):
-    cert, key = self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     srv = HttpServer(tmp_path, {"ssl_cert_file": str(cert), "ssl_key_file": str(key)}, mode="process").start()
     try:
         context = ssl.create_default_context(cafile=str(cert))
