@@ -478,7 +478,7 @@ def test_daemon_runs_the_queue_detached_and_stops_on_sigterm(spawn, tmp_path, ip
         children = eventually(lambda: len(live_children_of(master)) == 5 and live_children_of(master))
         assert children
         assert eventually(lambda: title(master) == "process master")
-        assert all(title(pid) == "process child" for pid in children)
+        assert eventually(lambda: all(title(pid) == "process child" for pid in children))
         assert queue_exists(key)
         time.sleep(1.3)  # a few rounds of a..e go through the queue
         assert sysv_ipc.MessageQueue(key).current_messages <= 5

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import ssl
+import time
 
 import pytest
 from helpers import wait_for
@@ -21,8 +22,8 @@ def test_tls_connections_end_when_the_server_closes_them(tmp_path):
     try:
         context = ssl.create_default_context(cafile=str(cert))
         master_fds = f"/proc/{srv.process.pid}/fd"
-        before = len(os.listdir(master_fds))
-        for _ in range(10):
+
+        def fetch() -> None:
             with (
                 socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw,
                 context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
@@ -30,6 +31,16 @@ def test_tls_connections_end_when_the_server_closes_them(tmp_path):
                 tls.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 reply = read_to_close(tls, 5)
             assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"Hello, World!")
+
+        def settled_count() -> int | None:
+            first = len(os.listdir(master_fds))
+            time.sleep(0.2)
+            return first if len(os.listdir(master_fds)) == first else None
+
+        fetch()  # the master has finished starting (mailbox peers, pidfds) once one request went through
+        before = wait_for(settled_count, 5)
+        for _ in range(10):
+            fetch()
         # the master dropped its duplicate of every closed connection (no descriptor leak)
         wait_for(lambda: len(os.listdir(master_fds)) <= before + 1, 5)
     finally:
