@@ -74,6 +74,7 @@ class FakeWorker:
         self.request_count = 0
         self.max_request = 0
         self.connections: dict[int, Any] = {}
+        self.handoff = None
 
     def open_connection(self, conn: HttpConnection) -> bool:
         conn.fd = 1
