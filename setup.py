@@ -1,6 +1,9 @@
-"""Build configuration for pyswoole's C extension (shared-memory primitives)."""
+"""Build configuration for pyswoole's C extensions: shared-memory primitives and the HTTP request
+parser (llhttp, vendored in pyswoole/http/vendor/llhttp)."""
 
 from setuptools import Extension, setup
+
+LLHTTP = "pyswoole/http/vendor/llhttp"
 
 setup(
     ext_modules=[
@@ -9,6 +12,22 @@ setup(
             sources=["pyswoole/shm/_shm.c"],
             extra_compile_args=["-O2", "-std=gnu11"],
             libraries=["pthread"],
-        )
+        ),
+        Extension(
+            "pyswoole.protocol._websocket",
+            sources=["pyswoole/protocol/_websocket.c"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        ),
+        Extension(
+            "pyswoole.http._parser",
+            sources=[
+                "pyswoole/http/_parser.c",
+                f"{LLHTTP}/src/api.c",
+                f"{LLHTTP}/src/http.c",
+                f"{LLHTTP}/src/llhttp.c",
+            ],
+            include_dirs=[f"{LLHTTP}/include"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        ),
     ]
 )

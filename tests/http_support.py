@@ -29,6 +29,8 @@ APP_SOURCE = textwrap.dedent(
             "fd": request.fd, "pid": os.getpid(),
         }
 
+    deferred = []  # cids whose defer ran (route /coroutine)
+
     async def detached_reply(fd):
         await asyncio.sleep(0.1)
         Response.create(fd).end("late reply")
@@ -58,6 +60,16 @@ APP_SOURCE = textwrap.dedent(
                 response.write(f"part{i};")
                 await asyncio.sleep(0.01)
             response.end()
+        elif path == "/coroutine":
+            from pyswoole import coroutine as co
+            cid = co.get_cid()
+            co.defer(lambda: deferred.append(cid))
+            if request.get and "raise" in request.get:
+                await asyncio.sleep(0.01)
+                raise RuntimeError("handler failure after a suspension, for the test")
+            if request.get and "sleep" in request.get:
+                await asyncio.sleep(0.01)
+            response.end(json.dumps({"cid": cid, "after": co.get_cid(), "deferred": deferred}))
         elif path == "/raise":
             response.header("X-Before", "1")
             raise RuntimeError("handler failure for the test")

@@ -151,6 +151,17 @@ def test_head_has_length_but_no_body(server):
     assert second.startswith(b"HTTP/1.1 200 OK")
 
 
+def test_handler_is_a_coroutine_with_cid_and_defers_whether_or_not_it_suspends(client):
+    first = client.get("/coroutine").json()
+    assert first["cid"] > 0 and first["after"] == first["cid"]
+    slept = client.get("/coroutine?sleep=1").json()
+    assert slept["cid"] > 0 and slept["after"] == slept["cid"] != first["cid"]
+    assert first["cid"] in slept["deferred"]  # the defer of the first handler ran
+    r = client.get("/coroutine?raise=1")
+    assert r.status_code == 500 and r.text == "Internal Server Error"
+    assert slept["cid"] in client.get("/coroutine").json()["deferred"]
+
+
 def test_handler_exception_gives_500_and_the_worker_keeps_serving(client, server):
     r = client.get("/raise")
     assert r.status_code == 500

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyswoole.protocol.http import HttpError, RequestParser, header_line, status_line
+from pyswoole.http.parser import RequestParser
+from pyswoole.protocol.http import HttpError, header_line, status_line
 
 CORPUS = [
     b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",

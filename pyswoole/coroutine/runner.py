@@ -156,32 +156,38 @@ def _log_failure(rec: Record | None, exc: BaseException) -> None:
 
 
 @types.coroutine
-def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
-    """Continue ``coro`` under its task from the point where it first suspended on ``yielded``
-    (used when the task cannot take ``coro`` over directly, see ``_reyieldable``).
+def _continue(coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Await the rest of ``coro``, which first suspended on ``yielded``: its result or exception.
 
-    ``_step`` advances this generator to its first bare ``yield`` (parks it) before the task
-    sees it, so an exception thrown in before the task's first step (an early cancel) still lands
-    inside the ``try``, reaches ``coro`` and lets the defers run. The task is found by its cid.
+    Whoever steps this generator first advances it to its first bare ``yield`` (parks it), so an
+    exception thrown in before the task's first step (an early cancel) reaches ``coro``.
     """
+    error = None
     try:
+        yield  # parked
+        yield yielded
+    except BaseException as exc:
+        error = exc
+    while error is not None:  # thrown in (cancel) while waiting on the first awaitable
+        try:
+            yielded = coro.throw(error)
+        except StopIteration as stop:
+            return stop.value
         error = None
         try:
-            yield  # parked
             yield yielded
         except BaseException as exc:
             error = exc
-        while error is not None:  # thrown in (cancel) while waiting on the first awaitable
-            try:
-                yielded = coro.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            error = None
-            try:
-                yield yielded
-            except BaseException as exc:
-                error = exc
-        return (yield from coro)
+    return (yield from coro)
+
+
+@types.coroutine
+def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Continue ``coro`` under its task from the point where it first suspended on ``yielded``
+    (used when the task cannot take ``coro`` over directly, see ``_reyieldable``): its failure
+    is logged and its defers run here. The task is found by its cid."""
+    try:
+        return (yield from _continue(coro, yielded))
     except Exception as exc:
         _log_failure(_live.get(cid), exc)
         return None
@@ -212,9 +218,17 @@ def _failed(prev: Any, exc: BaseException) -> None:
     _finish(rec)
 
 
-def _take_over(prev: Any, coro: CoroutineABC[Any, Any, Any], yielded: Any, name: str | None) -> CoTask:
+def _take_over(
+    prev: Any,
+    coro: CoroutineABC[Any, Any, Any],
+    yielded: Any,
+    name: str | None,
+    wrap: Callable[..., CoroutineABC[Any, Any, Any]] | None = None,
+    wrap_args: tuple = (),
+) -> CoTask:
     """The coroutine of the eager step suspended on ``yielded``: a task takes it over and becomes
-    its record; ``prev`` runs again."""
+    its record; ``prev`` runs again. With ``wrap``, the task runs ``wrap(rest, *wrap_args)``,
+    where ``rest`` awaits the remainder of ``coro``."""
     global _current, _pending_cid, _peak, _num
     pending = _current
     _current = prev
@@ -232,7 +246,12 @@ def _take_over(prev: Any, coro: CoroutineABC[Any, Any, Any], yielded: Any, name:
     else:
         cid, pcid, context, defers = pending.cid, pending.pcid, pending.context, pending.defers
     _pending_cid = 0
-    if yielded is None or _reyieldable(coro, yielded):
+    if wrap is not None:
+        outer = wrap(_continue(coro, yielded), *wrap_args)
+        outer.send(None)  # park it (see _continue)
+        task = CoTask(outer, loop=loop, name=name)
+        task.add_done_callback(_task_done, context=_BOOKKEEPING)
+    elif yielded is None or _reyieldable(coro, yielded):
         task = CoTask(coro, loop=loop, name=name)
         task.add_done_callback(_task_done, context=_BOOKKEEPING)
     else:
@@ -373,6 +392,46 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str = "callback") -> asyncio
         _failed(prev, exc)
         raise
     return _take_over(prev, coro, yielded, name)
+
+
+def call(
+    fn: Callable[..., Any],
+    args: tuple,
+    wrap: Callable[..., CoroutineABC[Any, Any, Any]],
+    wrap_args: tuple = (),
+    name: str = "callback",
+) -> asyncio.Task | None:
+    """Call ``fn(*args)`` as its own coroutine, eagerly (as ``spawn``), for a caller that handles
+    the outcome itself: an exception raised before the first suspension propagates to the caller
+    (after the coroutine's defers ran); if the coroutine suspends, its task runs
+    ``wrap(rest, *wrap_args)``, where awaiting ``rest`` gives the rest of the coroutine's result
+    or exception. Return that task, or None if ``fn`` finished at once.
+    """
+    global _current, _pending_parent
+    prev = _current
+    if prev is _PENDING:
+        prev = _materialize()
+    _current = _PENDING
+    _pending_parent = prev
+    try:
+        coro = fn(*args)
+        if type(coro) is not types.CoroutineType:  # a plain function: it ran, it ended
+            if _current is _PENDING:
+                _current = prev
+            else:
+                _ended(prev)
+            return None
+        yielded = coro.send(None)
+    except StopIteration:
+        if _current is _PENDING:
+            _current = prev
+        else:
+            _ended(prev)
+        return None
+    except BaseException:
+        _ended(prev)
+        raise
+    return _take_over(prev, coro, yielded, name, wrap, wrap_args)
 
 
 def go(fn: Callable[..., Any], *args: Any) -> int:

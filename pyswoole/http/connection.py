@@ -1,7 +1,7 @@
 """The HTTP/1.1 connection: one asyncio Protocol per client, feeding the sans-IO parser and
 answering requests in order.
 
-The data path: ``data_received`` -> ``RequestParser.feed`` (httptools callbacks) -> for each
+The data path: ``data_received`` -> ``RequestParser.feed`` (llhttp in C) -> for each
 complete request, the ``request`` callback runs as a coroutine started eagerly (no Task unless it
 suspends). Responses finished while the received bytes are being handled are collected and
 written with one ``transport.write``; pipelined requests wait for the response before them, so
@@ -15,18 +15,18 @@ import contextlib
 import logging
 import os
 import time
-import types
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from pyswoole.coroutine import runner
+from pyswoole.http.parser import RequestParser
 from pyswoole.http.request import Request
 from pyswoole.http.response import DATE, ENDED, FRESH, STREAMING, Response
 from pyswoole.http.upload import MultipartSink, is_multipart
 from pyswoole.protocol.http import (
     CONTINUE,
     HttpError,
-    RequestParser,
     check_body_size,
     expects_continue,
     simple_response,
@@ -209,30 +209,40 @@ class HttpConnection(StreamConnection):
         options = self.options
         if options.static is not None and options.static.serve(request, response):
             return
-        if options.eager:
-            runner.start(self._serve(request, response), "request")
-        else:  # a handler that finishes its responses itself (ASGI, WSGI): a Task of its own
+        if not options.eager:  # a handler that finishes its responses itself (ASGI, WSGI): a Task
             self.worker.loop.create_task(options.handler(request, response))
-
-    async def _serve(self, request: Request, response: Response) -> None:
-        handler = self.options.handler
+            return
+        handler = options.handler
         try:
             if runner.plain_in_greenlet and not runner.is_async(handler):
                 from pyswoole.coroutine.bridge import run_plain
 
-                await run_plain(handler, (request, response))
+                task = runner.call(
+                    run_plain, (handler, (request, response)), self._finish_later, (response,), "request"
+                )
             else:
-                result = handler(request, response)
-                if type(result) is types.CoroutineType:
-                    await result
+                task = runner.call(handler, (request, response), self._finish_later, (response,), "request")
         except Exception:
-            log.exception(
-                "request handler failed for %s %s", request.get_method(), request.url.decode("latin-1")
-            )
-            self.fail(response)
+            self._handler_failed(response)
+            return
+        if task is None and response.state != ENDED and not response.detached:
+            response.end()
+
+    async def _finish_later(self, rest: Awaitable[Any], response: Response) -> None:
+        """The rest of a handler that suspended, then the same ending as in ``_dispatch``."""
+        try:
+            await rest
+        except Exception:
+            self._handler_failed(response)
             return
         if response.state != ENDED and not response.detached:
             response.end()
+
+    def _handler_failed(self, response: Response) -> None:
+        request = response.request
+        assert request is not None
+        log.exception("request handler failed for %s %s", request.get_method(), request.url.decode("latin-1"))
+        self.fail(response)
 
     def fail(self, response: Response) -> None:
         """The handler raised: 500 if nothing was sent yet, else cut the connection."""
