@@ -25,6 +25,10 @@ from pyswoole.constants import (
     SOCK_UNIX_DGRAM,
     SOCK_UNIX_STREAM,
     SSL,
+    SSL_TLSv1,
+    SSL_TLSv1_1,
+    SSL_TLSv1_2,
+    SSL_TLSv1_3,
 )
 from pyswoole.coroutine import Channel, WaitGroup, defer, go
 from pyswoole.coroutine import current_task as _current_task  # noqa: F401 - asyncio.current_task in eager steps
@@ -69,6 +73,10 @@ __all__ = [
     "PoolTimeoutError",
     "Port",
     "Process",
+    "SSL_TLSv1",
+    "SSL_TLSv1_1",
+    "SSL_TLSv1_2",
+    "SSL_TLSv1_3",
     "Server",
     "SettingsError",
     "Table",

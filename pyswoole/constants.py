@@ -41,3 +41,9 @@ DISPATCH_UIDMOD = 5
 WORKER_BUSY = 1
 WORKER_IDLE = 2
 WORKER_EXIT = 3
+
+# TLS versions for the ssl_protocols setting (SWOOLE_SSL_TLSv1 ...).
+SSL_TLSv1 = 1 << 3
+SSL_TLSv1_1 = 1 << 4
+SSL_TLSv1_2 = 1 << 5
+SSL_TLSv1_3 = 1 << 6

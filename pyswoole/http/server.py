@@ -3,8 +3,6 @@ and run the ``request`` callback with a ``Request`` and a ``Response``."""
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -14,7 +12,6 @@ from pyswoole.http.connection import HttpConnection
 from pyswoole.http.static import StaticHandler
 from pyswoole.server import server as core
 from pyswoole.server import settings
-from pyswoole.server.connection import StreamConnection
 from pyswoole.server.port import Port
 from pyswoole.server.settings import BOOL, INT, NUMBER, STR, Setting
 
@@ -47,8 +44,6 @@ HTTP_SETTINGS: dict[str, Setting] = {
     "http_autoindex": Setting(BOOL, False, port=True),
     "http_max_header_size": Setting(INT, 64 * 1024, settings._positive, port=True),
     "http_header_timeout": Setting(NUMBER, 60.0, settings._positive, port=True),
-    "ssl_cert_file": Setting(STR, None, port=True),
-    "ssl_key_file": Setting(STR, None, port=True),
 }
 
 
@@ -80,18 +75,17 @@ class Server(core.Server):
 
     SETTINGS: ClassVar[dict[str, Setting]] = {**settings.SETTINGS, **HTTP_SETTINGS}
     EVENTS: ClassVar[dict[str, int]] = {**core.EVENTS, "request": 2}
+    TLS_FROM_SETTINGS = True  # an ssl_cert_file makes a port HTTPS, with or without the SSL flag
+    TLS_ALPN = ("http/1.1",)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._http_options: dict[int, HttpOptions] = {}
-        self._connection_classes: dict[int, Any] = {}
 
     def start(self) -> bool:
         for port in self.ports:
             if port.is_stream and port.settings["open_http_protocol"] and "request" not in self.callbacks:
                 raise RuntimeError("an HTTP server needs a 'request' callback: use @server.on('request')")
-            if port.is_stream:
-                self.connection_class_for(port)  # a bad certificate fails here, not at the first client
         return super().start()
 
     def http_options(self, port: Port) -> HttpOptions:
@@ -126,35 +120,4 @@ class Server(core.Server):
         )
 
     def connection_class_for(self, port: Port) -> Any:
-        factory = self._connection_classes.get(id(port))
-        if factory is None:
-            factory = self._connection_classes[id(port)] = self._make_factory(port)
-        return factory
-
-    def _make_factory(self, port: Port) -> Any:
-        s = port.settings
-        base: Any = HttpConnection if s["open_http_protocol"] else self.connection_class
-        if not s["ssl_cert_file"]:
-            return base
-        return tls_factory(base, s["ssl_cert_file"], s["ssl_key_file"])
-
-
-def tls_context(cert_file: str, key_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
-def tls_factory(connection_class: type[StreamConnection], cert_file: str, key_file: str | None) -> Any:
-    """A connection factory that runs ``connection_class`` inside TLS (``ssl_cert_file``)."""
-    context = tls_context(cert_file, key_file)
-
-    def make(worker: Any, port: Port) -> asyncio.Protocol:
-        if connection_class is HttpConnection or issubclass(connection_class, HttpConnection):
-            app = connection_class(worker, port, tls=True)
-        else:
-            app = connection_class(worker, port)
-        return asyncio.sslproto.SSLProtocol(asyncio.get_running_loop(), app, context, None, server_side=True)
-
-    return make
+        return HttpConnection if port.settings["open_http_protocol"] else self.connection_class

@@ -4,6 +4,7 @@ framing settings and callbacks (events a port does not set fall back to the serv
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import stat
@@ -19,12 +20,16 @@ from pyswoole.constants import (
     SOCK_UDP6,
     SOCK_UNIX_DGRAM,
     SOCK_UNIX_STREAM,
+    SSL,
     UNIX_TYPES,
 )
 from pyswoole.server import settings as settings_module
+from pyswoole.server import tls
 
 if TYPE_CHECKING:
     from pyswoole.server.server import Server
+
+log = logging.getLogger("pyswoole")
 
 _FAMILIES = {
     SOCK_TCP: (socket.AF_INET, socket.SOCK_STREAM),
@@ -46,10 +51,16 @@ class Port:
         kind = sock_type & SOCK_TYPE_MASK
         if kind not in _FAMILIES:
             raise ValueError(f"unknown socket type {sock_type!r}: use one of the SOCK_* constants")
+        self.ssl = bool(sock_type & SSL)
+        if self.ssl and kind in DGRAM_TYPES:
+            raise ValueError(
+                "SSL needs a stream socket (SOCK_TCP, SOCK_TCP6 or SOCK_UNIX_STREAM): DTLS is not supported"
+            )
         self.server = server
         self.host = host
         self.port = port
         self.type = kind
+        self._connection_factory: Any = None
         self.sock: socket.socket | None = None
         self.own_settings: dict[str, Any] | None = None
         self.callbacks: dict[str, Callable[..., Any]] = {}
@@ -80,9 +91,42 @@ class Port:
         return self.callbacks.get(event) or self.server.callbacks.get(event)
 
     @property
+    def tls(self) -> bool:
+        """Whether this port's connections speak TLS: the ``SSL`` flag in its socket type, or, on
+        servers that enable TLS from the settings alone (HTTP, WebSocket), an ``ssl_cert_file``."""
+        if self.ssl:
+            return True
+        return self.server.TLS_FROM_SETTINGS and self.is_stream and bool(self.settings["ssl_cert_file"])
+
+    @property
     def connection_class(self) -> Any:
-        """The asyncio Protocol class serving this port's stream connections."""
-        return self.server.connection_class_for(self)
+        """The factory of this port's stream connections: ``factory(worker, port)`` gives the
+        asyncio Protocol, which runs the server's connection class inside TLS on a TLS port."""
+        factory = self._connection_factory
+        if factory is None:
+            factory = self.server.connection_class_for(self)
+            if self.tls:
+                factory = tls.connection_factory(
+                    factory, tls.make_context(self.settings, self.server.TLS_ALPN)
+                )
+            self._connection_factory = factory
+        return factory
+
+    def prepare(self) -> None:
+        """At ``start()``: build the connection factory, so that a TLS port without a certificate,
+        or with a bad one, fails there and not at its first client."""
+        if not self.is_stream:
+            return
+        try:
+            self.connection_class  # noqa: B018 - built and kept for the workers
+        except settings_module.SettingsError as exc:
+            raise settings_module.SettingsError(f"{self!r}: {exc}") from exc
+        own = self is self.server.ports[0] or self.own_settings is not None  # not inherited from the server
+        if own and not self.tls and self.settings["ssl_cert_file"]:
+            log.warning(
+                "%r has ssl_cert_file but no SSL flag: it serves plain text (add | SSL to its socket type)",
+                self,
+            )
 
     @property
     def is_stream(self) -> bool:

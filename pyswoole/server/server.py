@@ -22,6 +22,7 @@ from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
 from pyswoole.process.supervisor import Child, Supervisor
 from pyswoole.server import settings as settings_module
+from pyswoole.server import tls
 from pyswoole.server.connection import StreamConnection
 from pyswoole.server.master import MSG_WORKER_EXIT, WORKER_PID, Master
 from pyswoole.server.operation import (
@@ -104,6 +105,9 @@ class Server:
     PORT_EVENTS = PORT_EVENTS
     SETTINGS = settings_module.SETTINGS
     connection_class: type[StreamConnection] = StreamConnection
+    #: TLS needs the SSL socket flag (Swoole's rule); protocol servers may enable it from the settings.
+    TLS_FROM_SETTINGS = False
+    TLS_ALPN: tuple[str, ...] = ()  # protocols offered in the TLS handshake
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = PROCESS, sock_type: int = SOCK_TCP):
         if mode not in (BASE, PROCESS):
@@ -200,6 +204,8 @@ class Server:
                 self.setting[key] = os.path.abspath(self.setting[key])
         log_setup.configure(self.setting)
         log_setup.whole_lines()
+        for port in self.ports:
+            port.prepare()  # TLS certificates are loaded before any socket is bound
         self._bind_ports()
         pid_file = self.setting["pid_file"]
         if self.setting["daemonize"]:
@@ -462,7 +468,7 @@ class Server:
         conn = self._local(fd)
         if conn is not None:
             row.update(last_time=conn.last_time, recv_bytes=conn.bytes_in, sent_bytes=conn.bytes_out)
-        return {
+        info = {
             "server_port": row["server_port"],
             "server_fd": row["server_fd"],
             "socket_fd": fd,
@@ -477,6 +483,10 @@ class Server:
             "recv_bytes": row["recv_bytes"],
             "sent_bytes": row["sent_bytes"],
         }
+        client_certificate = tls.client_certificate(conn.transport) if conn is not None else None
+        if client_certificate:  # a TLS client that presented one (seen by the owning worker only)
+            info["ssl_client_cert"] = client_certificate
+        return info
 
     getClientInfo = get_client_info
 

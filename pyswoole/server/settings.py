@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pyswoole.constants import SSL_TLSv1, SSL_TLSv1_1, SSL_TLSv1_2, SSL_TLSv1_3
 from pyswoole.protocol.framing import DEFAULT_MAX_LENGTH, LENGTH_TYPES
 
 
@@ -36,6 +37,18 @@ def _length_type(value: Any) -> str | None:
 
 def _log_level(value: Any) -> str | None:
     return None if 0 <= value <= 6 else "must be one of LOG_DEBUG .. LOG_NONE (0..6)"
+
+
+def _tls_protocols(value: Any) -> str | None:
+    versions = (SSL_TLSv1, SSL_TLSv1_1, SSL_TLSv1_2, SSL_TLSv1_3)
+    if value & ~sum(versions) or not value:
+        return "must combine SSL_TLSv1, SSL_TLSv1_1, SSL_TLSv1_2 and SSL_TLSv1_3"
+    chosen = "".join("1" if value & bit else "0" for bit in versions).strip("0")
+    return (
+        None
+        if "0" not in chosen
+        else "must name an unbroken range of TLS versions (e.g. SSL_TLSv1_2 | SSL_TLSv1_3)"
+    )
 
 
 def default_max_conn() -> int:
@@ -78,7 +91,9 @@ SETTINGS: dict[str, Setting] = {
     "group": Setting(STR, None),
     "log_level": Setting(INT, 2, _log_level),
     "log_file": Setting(STR, None),
-    "log_format": Setting(STR, "plain", lambda v: None if v in ("plain", "json") else "must be 'plain' or 'json'"),
+    "log_format": Setting(
+        STR, "plain", lambda v: None if v in ("plain", "json") else "must be 'plain' or 'json'"
+    ),
     # framing (per port)
     "open_eof_check": Setting(BOOL, False, port=True),
     "open_eof_split": Setting(BOOL, False, port=True),
@@ -89,6 +104,13 @@ SETTINGS: dict[str, Setting] = {
     "package_body_offset": Setting(INT, 4, _not_negative, port=True),
     "package_length_func": Setting((Callable,), None, port=True),  # type: ignore[arg-type]
     "package_max_length": Setting(INT, DEFAULT_MAX_LENGTH, _positive, port=True),
+    # TLS (per port; used by ports with the SSL flag, see server/tls.py)
+    "ssl_cert_file": Setting(STR, None, port=True),
+    "ssl_key_file": Setting(STR, None, port=True),
+    "ssl_ciphers": Setting(STR, None, port=True),
+    "ssl_protocols": Setting(INT, None, _tls_protocols, port=True),
+    "ssl_verify_peer": Setting(BOOL, False, port=True),
+    "ssl_client_cert_file": Setting(STR, None, port=True),
 }
 
 
@@ -101,7 +123,9 @@ def _type_name(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, "callable") for t in types)
 
 
-def validate(values: Mapping[str, Any], known: Mapping[str, Setting] = SETTINGS, *, port: bool = False) -> dict[str, Any]:
+def validate(
+    values: Mapping[str, Any], known: Mapping[str, Setting] = SETTINGS, *, port: bool = False
+) -> dict[str, Any]:
     """Check every key and value; return a plain dict (``package_eof`` normalised to bytes)."""
     checked: dict[str, Any] = {}
     for key, value in values.items():
@@ -119,7 +143,9 @@ def validate(values: Mapping[str, Any], known: Mapping[str, Setting] = SETTINGS,
         else:
             ok = isinstance(value, setting.types)
         if not ok:
-            raise SettingsError(f"setting {key!r} must be {_type_name(setting.types)}, not {type(value).__name__}")
+            raise SettingsError(
+                f"setting {key!r} must be {_type_name(setting.types)}, not {type(value).__name__}"
+            )
         if setting.check is not None and value is not None:
             problem = setting.check(value)
             if problem:

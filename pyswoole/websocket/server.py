@@ -438,9 +438,7 @@ class Server(http.Server):
             return super().connection_class_for(port)
         factory = self._websocket_classes.get(id(port))
         if factory is None:
-            factory = WebSocketConnection
-            if s["ssl_cert_file"]:
-                factory = http.tls_factory(WebSocketConnection, s["ssl_cert_file"], s["ssl_key_file"])
+            factory = WebSocketConnection  # the port runs it inside TLS when it has TLS
             self._websocket_classes[id(port)] = factory
         return factory
 
