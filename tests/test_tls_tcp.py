@@ -157,6 +157,20 @@ def test_heartbeat_closes_an_idle_tls_connection(run_server, certificate):
     server.wait_output("closing idle connection")
 
 
+def test_backpressure_over_tls(run_server, certificate):
+    server = start(run_server, certificate, buffer_output_size=256 * 1024)
+    with tls_connect(server.port, client_context(certificate[0])) as tls:
+        tls.sendall(b"flood\n")  # the client does not read: the server's buffer fills
+        output = server.wait_output("flood stopped after")
+        sent = int(output.split("flood stopped after ")[1].split()[0])
+        assert 0 < sent < 1000
+        assert "buffer_full" in output
+        received = len(recv_exactly(tls, sent * 65536, timeout=20))
+        assert received == sent * 65536
+        server.wait_output("buffer_empty")
+        assert ask(tls, b"after") == b"Server: after"
+
+
 @pytest.mark.parametrize("mode", ["base", "process"])
 def test_client_certificates(run_server, certificate, tmp_path, mode):
     (tmp_path / "client").mkdir()

@@ -2,8 +2,8 @@
 
 Usage: tls_echo_server.py ADDRESS SETTINGS_JSON. ADDRESS is ``tcp:PORT`` or ``unix:PATH``; the
 port has the SSL flag unless the settings say ``"_plain": true``. Lines (``open_eof_split``) are
-commands: ``info`` answers ``getClientInfo`` as JSON, ``close`` closes the connection, anything
-else is echoed as ``Server: <line>``. ``"_length_port": N`` adds a TLS port that echoes
+commands: ``info`` answers ``getClientInfo`` as JSON, ``close`` closes the connection, ``flood``
+sends 64 KiB chunks until ``send`` refuses, anything else is echoed as ``Server: <line>``. ``"_length_port": N`` adds a TLS port that echoes
 length-framed packets (4-byte big-endian length, then the body). ``"_mode": "process"`` runs in
 PROCESS mode (BASE by default). Events are printed one line each.
 """
@@ -41,6 +41,16 @@ def on_close(server, fd, reactor_id):
     say("close", fd)
 
 
+@server.on("buffer_full")
+def on_buffer_full(server, fd):
+    say("buffer_full", fd)
+
+
+@server.on("buffer_empty")
+def on_buffer_empty(server, fd):
+    say("buffer_empty", fd)
+
+
 @server.on("receive")
 def on_receive(server, fd, reactor_id, data):
     command = data.rstrip(b"\r\n")
@@ -48,6 +58,11 @@ def on_receive(server, fd, reactor_id, data):
         server.send(fd, json.dumps(server.get_client_info(fd)) + "\n")
     elif command == b"close":
         server.close(fd)
+    elif command == b"flood":
+        sent = 0
+        while sent < 1000 and server.send(fd, b"x" * 65536):
+            sent += 1
+        say("flood stopped after", sent)
     else:
         server.send(fd, b"Server: " + command + b"\n")
 
