@@ -385,6 +385,13 @@ class Store:
 COMMANDS = "ping echo get set exists incr incrby decr mget mset expire ttl keys dbsize flushdb hset hget hgetall quit info"
 
 
+def register(server: Server, store: Store) -> None:
+    """Answer the store's commands on ``server``."""
+    for name in COMMANDS.split():
+        server.set_handler(name, getattr(store, name))
+    server.set_handler("del", store.delete)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0")
@@ -394,12 +401,9 @@ def main() -> None:
     parser.add_argument("--value-size", type=int, default=1024, help="the longest value (or hash), bytes")
     args = parser.parse_args()
 
-    store = Store(args.rows, args.value_size)
     server = Server(args.host, args.port)
     server.set({"worker_num": args.workers})
-    for name in COMMANDS.split():
-        server.set_handler(name, getattr(store, name))
-    server.set_handler("del", store.delete)
+    register(server, Store(args.rows, args.value_size))
     server.start()
 
 

@@ -89,6 +89,15 @@ def serve(port: int, settings: dict) -> None:
     def reload(server, fd, args):
         return server.reload()
 
+    deferred: list[int] = []
+
+    @server.handler("CID")
+    def cid(server, fd, args):  # this command's coroutine, and how many defers have run so far
+        from pyswoole import coroutine
+
+        coroutine.defer(deferred.append, 1)
+        return [coroutine.get_cid(), len(deferred)]
+
     @server.handler("BYE")
     def bye(server, fd, args):
         server.close(fd)
@@ -187,6 +196,16 @@ def test_synchronous_replies_of_one_read_leave_in_one_write(server):
         first = sock.recv(1 << 20)
         expected = b"".join(b"$%d\r\n%d\r\n" % (len(str(i)), i) for i in range(100))
         assert first == expected
+
+
+def test_plain_handlers_of_one_read_share_a_coroutine_whose_defers_run_after_them(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(command("CID") + command("CID"))
+        (first, ran_before), (second, ran_between) = read_replies(sock, 2)
+        sock.sendall(command("CID"))
+        (third, ran_after) = read_replies(sock, 1)[0]
+    assert first > 0 and second == first and third != first
+    assert ran_between == ran_before and ran_after == ran_before + 2
 
 
 def test_inline_commands_and_unknown_command(server):

@@ -1,7 +1,8 @@
 """``pyswoole.redis.Server``: a server that speaks RESP, so every Redis client and tool can use it.
 
-Each command runs its handler as its own coroutine (``spawn``: eager, no Task unless it awaits
-something). Replies leave in the order the commands came, whatever order async handlers finish
+Each async handler runs as its own coroutine (``spawn``: eager, no Task unless it awaits
+something); the plain handlers of consecutive commands of one read share one coroutine (as
+Swoole's receive event does), which saves most of the per-command cost of a plain store. Replies leave in the order the commands came, whatever order async handlers finish
 in; the replies of one read whose handlers all finish at once leave in one ``transport.write``.
 """
 
@@ -241,13 +242,15 @@ class RedisConnection(StreamConnection):
 
     __slots__ = (
         "backlog",
+        "batch",
+        "batch_size",
         "current",
         "ending",
         "handlers",
         "output_limit",
         "parser",
+        "position",
         "queue",
-        "reply",
         "resp3",
         "sent",
         "suspended",
@@ -261,8 +264,10 @@ class RedisConnection(StreamConnection):
         self.queue: deque[_Slot] = deque()  # replies waiting for an earlier, unfinished one
         self.suspended: dict[asyncio.Task, _Slot] = {}
         self.current: _Slot | None = None  # the command whose handler is stepping right now
-        self.reply = b""  # the reply of the plain handler that just ran (_STEPPING)
-        self.sent: list[bytes] | None = None  # what it sent itself with server.send()
+        self.sent: list[bytes] | None = None  # what a plain handler sent itself with server.send()
+        self.batch: list[bytes] = []  # the replies of the read being run, written together
+        self.batch_size = 0
+        self.position = 0  # where _run_plain stopped
         self.ending = False  # QUIT / close() / protocol error: answer what came before, then close
         self.output_limit = worker.settings["buffer_output_size"]
         # commands not run yet because the client does not read its replies, and a protocol error after them
@@ -290,57 +295,36 @@ class RedisConnection(StreamConnection):
         ``backlog`` for ``resume_writing``: a read's replies never pile up without limit."""
         handlers = self.handlers
         queue = self.queue
-        batch: list[bytes] = []
-        size = 0
-        limit = self.output_limit
-        plain_may_suspend = runner.plain_in_greenlet
-        run = self._run
+        self.batch = []
+        self.batch_size = 0
         self.current = _STEPPING  # (a slot while an async handler steps)
-        for index, args in enumerate(commands):
-            name = args[0]
-            entry = handlers.get(name) or handlers.get(name.upper())
-            if entry is None:
-                reply = b"-ERR unknown command '%s'\r\n" % line_text(name)
-                if queue:
-                    queue.append(_Slot(reply))
-                else:
-                    batch.append(reply)
+        index, count = 0, len(commands)
+        while index < count and not self.ending and self.backlog is None:
+            args = commands[index]
+            entry = handlers.get(args[0]) or handlers.get(args[0].upper())
+            if entry is None or not (entry.is_async or runner.plain_in_greenlet):
+                spawn(self._run_plain, commands, index, error, name="redis")
+                index = self.position
                 continue
             fn, is_async, decode = entry
             del args[0]
             if decode:
                 args = [arg.decode("utf-8", "surrogateescape") for arg in args]
-            if is_async or plain_may_suspend:
-                slot = _Slot()
-                self.current = slot
-                task = spawn(self._run_async if is_async else self._run_in_slot, fn, args, slot, name="redis")
-                self.current = _STEPPING
-                if task is None and not queue:
-                    batch.append(slot.reply)
-                else:
-                    if task is not None:
-                        slot.task = task
-                        self.suspended[task] = slot
-                    queue.append(slot)
-            else:  # a plain handler finishes in this step: no slot needed unless replies wait
-                spawn(run, fn, args)
-                reply = self.reply
-                if queue:
-                    queue.append(_Slot(reply))
-                else:
-                    batch.append(reply)
-                    size += len(reply)
-                    if size > limit:
-                        self._write(batch)
-                        batch, size = [], 0
-                        if self.paused_writing and index + 1 < len(commands):
-                            self.backlog = (commands[index + 1 :], error)
-                            break
-            if self.ending:
-                break
+            slot = _Slot()
+            self.current = slot
+            task = spawn(self._run_async if is_async else self._run_in_slot, fn, args, slot, name="redis")
+            self.current = _STEPPING
+            if task is None and not queue:
+                self.batch.append(slot.reply)
+            else:
+                if task is not None:
+                    slot.task = task
+                    self.suspended[task] = slot
+                queue.append(slot)
+            index += 1
         self.current = None
-        if batch:
-            self._write(batch)
+        if self.batch:
+            self._write(self.batch)
         if self.backlog is not None:
             return
         if error is not None and not self.ending:
@@ -355,31 +339,75 @@ class RedisConnection(StreamConnection):
         if self.ending and not queue:
             self.transport.close()
 
+    def _run_plain(self, commands: list[list[bytes]], index: int, error: ProtocolError | None) -> None:
+        """Run the plain handlers (and unknown commands) of ``commands`` from ``index`` on, up to
+        the first async one, in this one coroutine (like Swoole's receive event); where it
+        stopped goes to ``self.position``. This is the hot path of every plain store."""
+        handlers = self.handlers
+        server, fd = self.server, self.fd
+        queue = self.queue
+        batch = self.batch
+        size = self.batch_size
+        limit = self.output_limit
+        plain_may_suspend = runner.plain_in_greenlet
+        count = len(commands)
+        while index < count:
+            args = commands[index]
+            name = args[0]
+            entry = handlers.get(name) or handlers.get(name.upper())
+            if entry is None:
+                reply = b"-ERR unknown command '%s'\r\n" % line_text(name)
+            else:
+                fn, is_async, decode = entry
+                if is_async or plain_may_suspend:
+                    break
+                del args[0]
+                if decode:
+                    args = [arg.decode("utf-8", "surrogateescape") for arg in args]  # type: ignore[misc]
+                try:
+                    result = fn(server, fd, args)
+                except Exception as exc:
+                    result = self._failed(fn, exc)
+                if self.sent is not None:
+                    reply = b"".join(self.sent)
+                    self.sent = None
+                else:  # the common replies first, without a call
+                    kind = type(result)
+                    if kind is Reply:
+                        reply = result
+                    elif kind is bytes:
+                        reply = b"$%d\r\n%s\r\n" % (len(result), result)
+                    elif kind is int:
+                        reply = b":%d\r\n" % result
+                    else:
+                        try:
+                            reply = encode(result, self.resp3)
+                        except TypeError as exc:
+                            reply = self._unencodable(exc)
+            index += 1
+            if queue:
+                queue.append(_Slot(reply))
+            else:
+                batch.append(reply)
+                size += len(reply)
+                if size > limit:
+                    self._write(batch)
+                    batch.clear()
+                    size = 0
+                    if self.paused_writing and index < count:
+                        self.backlog = (commands[index:], error)
+                        break
+            if self.ending:
+                break
+        self.batch_size = size
+        self.position = index
+
     def _write(self, replies: list[bytes]) -> None:
         out = replies[0] if len(replies) == 1 else b"".join(replies)
         self.bytes_out += len(out)
         self.transport.write(out)
 
     # -- running handlers ---------------------------------------------------------------------------
-    def _run(self, handler: Handler, args: list[Any]) -> None:
-        """A plain handler, run to its end in this step: the reply goes to ``self.reply``."""
-        try:
-            result = handler(self.server, self.fd, args)
-        except Exception as exc:
-            result = self._failed(handler, exc)
-        if self.sent is not None:
-            self.reply = b"".join(self.sent)
-            self.sent = None
-        elif type(result) is Reply:  # the common replies first, without a call
-            self.reply = result
-        elif type(result) is bytes:
-            self.reply = b"$%d\r\n%s\r\n" % (len(result), result)
-        else:
-            try:
-                self.reply = encode(result, self.resp3)
-            except TypeError as exc:
-                self.reply = self._unencodable(exc)
-
     def _run_in_slot(self, handler: Handler, args: list[Any], slot: _Slot) -> None:
         """A plain handler that may suspend (in a greenlet, with runtime hooks on)."""
         try:
