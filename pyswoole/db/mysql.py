@@ -94,6 +94,7 @@ class _LongConnection:
         self.affected_rows = 0
         self.insert_id = 0
         self._conn: Any = None
+        self._cursor: Any = None  # the one cursor of self._conn, reused by every statement
         self._in_transaction = False
         self._busy = False
 
@@ -122,9 +123,9 @@ class _LongConnection:
             )
         self._busy = True
 
-    def _record(self, conn: Any, affected_rows: int) -> None:
+    def _record(self, cursor: Any, affected_rows: int) -> None:
         self.affected_rows = affected_rows
-        self.insert_id = conn.insert_id()
+        self.insert_id = cursor.lastrowid
         if not self.autocommit:
             self._in_transaction = True
 
@@ -169,24 +170,33 @@ class MySQLConnection(_LongConnection):
         return self._conn is not None and self._conn.connected
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None:
             conn.close()  # asyncmy: closes the transport, sends nothing
 
     async def connect(self) -> MySQLConnection:
         """Open the connection (again); returns self."""
         self._drop()
-        self._conn = await asyncmy.connect(**self.options)
+        conn = await asyncmy.connect(**self.options)
+        self._conn, self._cursor = conn, conn.cursor(DictCursor)
         self.connects += 1
         return self
 
     async def query(self, sql: str, args: Args = None, *, retry: bool = True) -> list[dict[str, Any]]:
         """Run a statement and return its rows as dicts (``[]`` for a statement without rows)."""
-        return await self._statement(sql, args, DictCursor, retry)
+        self._claim()
+        try:
+            try:
+                return await self._run(sql, args)
+            except Exception as exc:
+                await self._reconnect_or_raise(exc, retry)
+            return await self._run(sql, args)
+        finally:
+            self._busy = False
 
     async def execute(self, sql: str, args: Args = None, *, retry: bool = True) -> int:
         """Run a statement and return the number of affected rows (``insert_id`` is set too)."""
-        await self._statement(sql, args, None, retry)
+        await self.query(sql, args, retry=retry)
         return self.affected_rows
 
     async def begin(self) -> None:
@@ -235,7 +245,7 @@ class MySQLConnection(_LongConnection):
 
     async def close(self) -> None:
         """Say goodbye to the server and close; a later statement reconnects."""
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._cursor = self._conn, None, None
         self._in_transaction = False
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -245,19 +255,6 @@ class MySQLConnection(_LongConnection):
         if self._conn is None:
             await self.connect()
         return self._conn  # type: ignore[return-value]
-
-    async def _statement(
-        self, sql: str, args: Args, cursor_class: type | None, retry: bool
-    ) -> list[dict[str, Any]]:
-        self._claim()
-        try:
-            try:
-                return await self._run(sql, args, cursor_class)
-            except Exception as exc:
-                await self._reconnect_or_raise(exc, retry)
-            return await self._run(sql, args, cursor_class)
-        finally:
-            self._busy = False
 
     async def _end_transaction(self, verb: str) -> None:
         self._claim()
@@ -271,13 +268,14 @@ class MySQLConnection(_LongConnection):
             self._busy = False
             self._finish_transaction(error)
 
-    async def _run(self, sql: str, args: Args, cursor_class: type | None) -> list[dict[str, Any]]:
-        conn = self._conn if self._conn is not None else await self._driver()
-        async with conn.cursor(cursor_class) as cursor:
-            affected_rows = await cursor.execute(sql, args)
-            rows = await cursor.fetchall() if cursor_class is not None else None
-        self._record(conn, affected_rows)
-        return list(rows) if rows else []
+    async def _run(self, sql: str, args: Args) -> list[dict[str, Any]]:
+        if self._cursor is None:
+            await self.connect()
+        cursor = self._cursor
+        affected_rows = await cursor.execute(sql, args)
+        rows = await cursor.fetchall()  # the cursor's own list: it makes a new one per statement
+        self._record(cursor, affected_rows)
+        return rows if isinstance(rows, list) else list(rows)
 
     async def _reconnect_or_raise(self, exc: Exception, retry: bool) -> None:
         self._check_retry(exc, retry)
@@ -303,7 +301,7 @@ class BlockingMySQLConnection(_LongConnection):
         return self._conn is not None and self._conn.open
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None and conn.open:
             with contextlib.suppress(Exception):  # a QUIT on a broken socket fails; it closes anyway
                 conn.close()
@@ -311,17 +309,26 @@ class BlockingMySQLConnection(_LongConnection):
     def connect(self) -> BlockingMySQLConnection:
         """Open the connection (again); returns self."""
         self._drop()
-        self._conn = pymysql.connect(**self.options)
+        conn = pymysql.connect(**self.options)
+        self._conn, self._cursor = conn, conn.cursor(pymysql.cursors.DictCursor)
         self.connects += 1
         return self
 
     def query(self, sql: str, args: Args = None, *, retry: bool = True) -> list[dict[str, Any]]:
         """Run a statement and return its rows as dicts (``[]`` for a statement without rows)."""
-        return self._statement(sql, args, pymysql.cursors.DictCursor, retry)
+        self._claim()
+        try:
+            try:
+                return self._run(sql, args)
+            except Exception as exc:
+                self._reconnect_or_raise(exc, retry)
+            return self._run(sql, args)
+        finally:
+            self._busy = False
 
     def execute(self, sql: str, args: Args = None, *, retry: bool = True) -> int:
         """Run a statement and return the number of affected rows (``insert_id`` is set too)."""
-        self._statement(sql, args, None, retry)
+        self.query(sql, args, retry=retry)
         return self.affected_rows
 
     def begin(self) -> None:
@@ -378,19 +385,6 @@ class BlockingMySQLConnection(_LongConnection):
             self.connect()
         return self._conn  # type: ignore[return-value]
 
-    def _statement(
-        self, sql: str, args: Args, cursor_class: type | None, retry: bool
-    ) -> list[dict[str, Any]]:
-        self._claim()
-        try:
-            try:
-                return self._run(sql, args, cursor_class)
-            except Exception as exc:
-                self._reconnect_or_raise(exc, retry)
-            return self._run(sql, args, cursor_class)
-        finally:
-            self._busy = False
-
     def _end_transaction(self, verb: str) -> None:
         self._claim()
         error = None
@@ -403,13 +397,14 @@ class BlockingMySQLConnection(_LongConnection):
             self._busy = False
             self._finish_transaction(error)
 
-    def _run(self, sql: str, args: Args, cursor_class: type | None) -> list[dict[str, Any]]:
-        conn = self._conn if self._conn is not None else self._driver()
-        with conn.cursor(cursor_class) as cursor:
-            affected_rows = cursor.execute(sql, args)
-            rows = cursor.fetchall() if cursor_class is not None else None
-        self._record(conn, affected_rows)
-        return list(rows) if rows else []
+    def _run(self, sql: str, args: Args) -> list[dict[str, Any]]:
+        if self._cursor is None:
+            self.connect()
+        cursor = self._cursor
+        affected_rows = cursor.execute(sql, args)
+        rows = cursor.fetchall()  # the cursor's own list: it makes a new one per statement
+        self._record(cursor, affected_rows)
+        return rows if isinstance(rows, list) else list(rows)
 
     def _reconnect_or_raise(self, exc: Exception, retry: bool) -> None:
         self._check_retry(exc, retry)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import os
 import time
 import weakref
@@ -57,8 +58,11 @@ class Lease(Generic[T]):
         self.timeout = timeout
 
     async def __aenter__(self) -> T:
-        self.conn = await self.pool.get(self.timeout)
-        return self.conn
+        conn = self.pool._lend_fresh()
+        if conn is None:
+            conn = await self.pool.get(self.timeout)
+        self.conn = conn
+        return conn
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         self.pool.put(self.conn, broken=exc_type is not None)
@@ -67,11 +71,11 @@ class Lease(Generic[T]):
 class _Slot(Generic[T]):
     """A pooled connection and the times that decide whether it may be handed out."""
 
-    __slots__ = ("conn", "created_at", "released_at")
+    __slots__ = ("conn", "expires_at", "released_at")
 
-    def __init__(self, conn: T, now: float) -> None:
+    def __init__(self, conn: T, now: float, max_lifetime: float | None) -> None:
         self.conn = conn
-        self.created_at = now
+        self.expires_at = math.inf if max_lifetime is None else now + max_lifetime
         self.released_at = now
 
 
@@ -174,6 +178,9 @@ class ConnectionPool(Generic[T]):
         Raises PoolTimeoutError when none became free in time, PoolClosedError after ``close()``,
         and whatever ``factory`` raises when a new connection cannot be opened.
         """
+        conn = self._lend_fresh()
+        if conn is not None:
+            return conn
         if self._closed:
             raise PoolClosedError("connection pool is closed")
         if self._maintenance is None:
@@ -184,7 +191,7 @@ class ConnectionPool(Generic[T]):
             while idle:  # the most recently used first
                 slot = idle.pop()
                 now = time.monotonic()
-                if self._expired(slot, now):
+                if now > slot.expires_at:
                     self._discard(slot, wake=False)  # this getter takes the room it frees
                 elif now - slot.released_at <= self.max_idle_time or await self._alive(slot):
                     self._in_use[id(slot.conn)] = slot
@@ -207,7 +214,7 @@ class ConnectionPool(Generic[T]):
         if slot is None:
             raise PoolError(f"{conn!r} is not a connection lent by this pool")
         now = time.monotonic()
-        if broken or self._closed or self._expired(slot, now):
+        if broken or self._closed or now > slot.expires_at:
             self._discard(slot)
             return
         if self._reusable is not None and not self._reusable(conn):
@@ -215,7 +222,10 @@ class ConnectionPool(Generic[T]):
             self._discard(slot)
             return
         slot.released_at = now
-        self._release(slot)
+        if self._waiters:
+            self._release(slot)
+        else:
+            self._idle.append(slot)
 
     async def fill(self) -> None:
         """Open connections until ``min_idle`` are idle (bounded by ``size``)."""
@@ -262,8 +272,18 @@ class ConnectionPool(Generic[T]):
     def _total(self) -> int:
         return len(self._idle) + len(self._in_use) + self._opening
 
-    def _expired(self, slot: _Slot[T], now: float) -> bool:
-        return self.max_lifetime is not None and now - slot.created_at > self.max_lifetime
+    def _lend_fresh(self) -> T | None:
+        """The fast path of ``get``: lend the most recently used idle connection if it needs no
+        check (neither idle too long nor expired), else None. One clock read, nothing awaited."""
+        idle = self._idle
+        if idle and self._maintenance is not None:  # None: first get (or closed, then nothing is idle)
+            slot = idle[-1]
+            now = time.monotonic()
+            if now - slot.released_at <= self.max_idle_time and now <= slot.expires_at:
+                idle.pop()
+                self._in_use[id(slot.conn)] = slot
+                return slot.conn
+        return None
 
     async def _alive(self, slot: _Slot[T]) -> bool:
         """Ping a connection that sat idle too long; a failed or missing check discards it."""
@@ -293,7 +313,7 @@ class ConnectionPool(Generic[T]):
         finally:
             self._opening -= 1
         self._created += 1
-        return _Slot(conn, time.monotonic())
+        return _Slot(conn, time.monotonic(), self.max_lifetime)
 
     async def _wait(self, deadline: float, wait: float) -> _Slot[T] | None:
         """Queue for a connection handed over by ``put`` (or None: room for a new one).
@@ -384,7 +404,7 @@ class ConnectionPool(Generic[T]):
         surplus = len(self._idle) - self.min_idle
         for slot in self._idle:  # oldest first
             stale = now - slot.released_at > self.max_idle_time
-            if self._expired(slot, now) or (stale and surplus > 0):
+            if now > slot.expires_at or (stale and surplus > 0):
                 surplus -= 1
                 self._discard(slot)
             else:
