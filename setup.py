@@ -1,5 +1,5 @@
-"""Build configuration for pyswoole's C extensions: shared-memory primitives and the HTTP request
-parser (llhttp, vendored in pyswoole/http/vendor/llhttp)."""
+"""Build configuration for pyswoole's C extensions: shared-memory primitives, the HTTP request
+parser (llhttp, vendored in pyswoole/http/vendor/llhttp) and the common case of HTTP responses."""
 
 from setuptools import Extension, setup
 
@@ -27,6 +27,11 @@ setup(
                 f"{LLHTTP}/src/llhttp.c",
             ],
             include_dirs=[f"{LLHTTP}/include"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        ),
+        Extension(
+            "pyswoole.http._response",
+            sources=["pyswoole/http/_response.c"],
             extra_compile_args=["-O2", "-std=gnu11"],
         ),
     ]

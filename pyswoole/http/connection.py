@@ -125,7 +125,12 @@ class HttpConnection(StreamConnection):
         self.head_since = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
-        self.note_input(data)
+        # note_input() and count_requests(), inlined as in StreamConnection.data_received
+        worker = self.worker
+        self.bytes_in += len(data)
+        if self.last_time != worker.clock:
+            self.last_time = worker.clock
+            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
         parser = self.parser
         if parser is None:
             return
@@ -151,7 +156,9 @@ class HttpConnection(StreamConnection):
                 self.transport.write(out[0] if len(out) == 1 else b"".join(out))
             if len(queue) > MAX_QUEUED:
                 self.transport.pause_reading()
-            self.count_requests(len(requests))
+            worker.request_count += len(requests)
+            if worker.max_request and worker.request_count >= worker.max_request:
+                worker.recycle()
         if parser.stopped:
             if parser.error is not None:
                 self.refuse(parser.error)
@@ -259,13 +266,14 @@ class HttpConnection(StreamConnection):
     def finish_response(self, response: Response, payload: bytes) -> bool:
         """Write the last bytes of ``response`` and give the connection to the next request."""
         out = self.out
-        if out is not None and not self.paused_writing and self.out_size < FLUSH_SIZE:
+        if out is not None and self.out_size < FLUSH_SIZE and not self.paused_writing:
             # the common case, inlined: a response made while the received bytes are handled
             ok = not self.transport.is_closing()
             if ok:
-                self.bytes_out += len(payload)
+                size = len(payload)
+                self.bytes_out += size
+                self.out_size += size
                 out.append(payload)
-                self.out_size += len(payload)
         else:
             ok = self.write(payload)
         request = response.request

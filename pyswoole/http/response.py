@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pyswoole.http import compression
+from pyswoole.http._response import ResponseCore, configure
 from pyswoole.protocol.http import STATUS_LINES, DateHeader, header_line, status_line
 
 if TYPE_CHECKING:
-    from pyswoole.http.connection import HttpConnection
-    from pyswoole.http.request import Request
+    pass
 
 FRESH, STREAMING, ENDED = 0, 1, 2
 LAST_CHUNK = b"0\r\n\r\n"
@@ -26,7 +26,7 @@ _IGNORED = frozenset(("Content-Length", "Transfer-Encoding"))
 _NO_BODY_STATUS = frozenset((204, 304))
 #: Files up to this size are read and sent with the head in one write; larger ones stream.
 SENDFILE_INLINE = 64 * 1024
-OK_LINE = STATUS_LINES[200]
+configure(_CANONICAL, DATE, STATUS_LINES[200].encode())  # what ResponseCore's fast paths read
 
 
 def canonical(name: str) -> str:
@@ -41,20 +41,14 @@ def canonical(name: str) -> str:
     return found
 
 
-class Response:
-    """The answer to one request. A handler that returns without ``end()`` gets one."""
+class Response(ResponseCore):
+    """The answer to one request. A handler that returns without ``end()`` gets one.
 
-    # Defaults as class attributes: a new response sets three fields.
-    status_code: int = 200
-    reason: str | None = None
-    headers: dict[str, str] | None = None
-    state: int = FRESH
-    detached: bool = False
-
-    def __init__(self, conn: HttpConnection | None, request: Request | None):
-        self.conn = conn
-        self.request = request
-        self.keep_alive = request.keep_alive if request is not None else True
+    Its fields (``conn``, ``request``, ``status_code``, ``reason``, ``headers``, ``state``,
+    ``keep_alive``, ``detached``) live in ``ResponseCore`` (C), which also does ``header()`` for a
+    valid cached name and ``end()`` for a keep-alive HTTP/1.1 200 with its Content-Type and no
+    compression; everything else comes here (``_set_header``, ``_end``).
+    """
 
     @property
     def fd(self) -> int:
@@ -70,9 +64,9 @@ class Response:
 
     setStatusCode = status
 
-    def header(self, key: str, value: Any, format: bool = True) -> bool:
-        """Set (replace) a response header; ``Content-Length``/``Transfer-Encoding`` are the
-        server's to set and are ignored."""
+    def _set_header(self, key: str, value: Any, format: bool = True) -> bool:
+        """``header()``: set (replace) a response header; ``Content-Length``/``Transfer-Encoding``
+        are the server's to set and are ignored."""
         if self.state != FRESH:
             return False
         if format:
@@ -96,6 +90,7 @@ class Response:
             self.keep_alive = False
         return True
 
+    header = ResponseCore.header
     set_header = header
     setHeader = header
 
@@ -173,8 +168,10 @@ class Response:
         return f"{status}{DATE.line}{lines}{extra}\r\n".encode()
 
     # -- body ----------------------------------------------------------------------------------------
-    def end(self, data: bytes | str = b"") -> bool:
-        """Send the response (or the last chunk of a streamed one) and finish it."""
+    end = ResponseCore.end
+
+    def _end(self, data: bytes | str = b"") -> bool:
+        """``end()``: send the response (or the last chunk of a streamed one) and finish it."""
         conn = self.conn
         if self.state != FRESH or conn is None:
             return self._end_stream(data)
@@ -189,20 +186,6 @@ class Response:
             data, extra = compression.maybe_compress(self, data, options)
             head = self._head(f"{extra}Content-Length: {len(data)}\r\n")
         else:
-            request = self.request
-            headers = self.headers
-            if (
-                code == 200
-                and self.reason is None
-                and self.keep_alive
-                and headers is not None
-                and "Content-Type" in headers
-                and request is not None
-                and request.version == "1.1"
-            ):  # the common case, inlined: a 1.1 keep-alive 200 with its Content-Type
-                lines = "".join(headers.values())
-                head = f"{OK_LINE}{DATE.line}{lines}Content-Length: {len(data)}\r\n\r\n".encode()
-                return conn.finish_response(self, head if request.method == b"HEAD" else head + data)
             head = self._head(f"Content-Length: {len(data)}\r\n")
         request = self.request
         if request is not None and request.method == b"HEAD":
