@@ -63,6 +63,59 @@ def test_incr_decr_int_and_float_and_create_missing_row():
     assert t.incr("wrap", "id") == -(2**63)
 
 
+def test_replace_is_a_compare_and_set_of_one_row():
+    t = make_table()
+    assert t.replace("k", None, {"id": 1, "name": "a"}) is True  # None: the row must be missing
+    assert t.replace("k", None, {"id": 2}) is False
+    row = t.get("k")
+    assert t.replace("k", {"id": 2}, {"id": 3}) is False  # only the given columns are compared
+    assert t.replace("k", {"id": 1, "name": b"a"}, {"id": 3}) is True  # strings by their bytes
+    assert t.get("k") == {"id": 3, "name": "a", "score": 0.0}
+    assert t.replace("k", row, {"id": 4}) is False  # the row changed since it was read
+    assert t.replace("k", {"id": 3}, None) is True  # None: delete
+    assert t.get("k") is None and len(t) == 0
+    assert t.replace("k", {}, None) is False  # any expectation needs a row
+    assert t.replace("k", None, None) is True  # missing, and stays so
+    with pytest.raises(TypeError, match="dict"):
+        t.replace("k", [1], None)
+    with pytest.raises(KeyError):
+        t.replace("k", None, {"nope": 1})
+    with pytest.raises(ValueError, match="holds 8"):
+        t.replace("k", None, {"name": "x" * 9})
+    assert t.get("k") is None
+    full = Table(1)
+    full.column("id", Table.TYPE_INT)
+    full.create()
+    full.set("a", {"id": 1})
+    with pytest.raises(TableFullError):
+        full.replace("b", None, {"id": 1})
+    assert full.replace("a", {"id": 1}, {"id": 2}) is True
+
+
+def test_incr_if_adds_only_to_a_matching_row_and_never_wraps():
+    t = make_table()
+    assert t.incr_if("k", "id", 5, {"name": ""}) == 5  # missing: compared as zeroed, then created
+    assert t.get("k") == {"id": 5, "name": "", "score": 0.0}
+    assert t.incr_if("k", "id", -7, {"name": "", "score": 0.0}) == -2
+    t.set("k", {"name": "x"})
+    assert t.incr_if("k", "id", 1, {"name": ""}) is None  # no match: nothing written
+    assert t.incr_if("other", "id", 1, {"name": "x"}) is None  # a zeroed row does not match either
+    assert t.get("k")["id"] == -2 and t.get("other") is None
+    t.set("k", {"id": 2**63 - 1})
+    with pytest.raises(OverflowError):
+        t.incr_if("k", "id", 1, {})
+    t.set("k", {"id": -(2**63)})
+    with pytest.raises(OverflowError):
+        t.incr_if("k", "id", -1, {})
+    assert t.get("k")["id"] == -(2**63)
+    with pytest.raises(TypeError, match="int column"):
+        t.incr_if("k", "score", 1, {})
+    with pytest.raises(TypeError, match="int"):
+        t.incr_if("k", "id", 1.5, {})
+    with pytest.raises(TypeError, match="dict"):
+        t.incr_if("k", "id", 1, None)
+
+
 def test_iteration_yields_every_row_with_its_key_type():
     t = make_table()
     t.set("a", {"id": 1})

@@ -84,6 +84,27 @@ def test_four_processes_incr_exactly(children):
     assert wide.get() == -3 * total
 
 
+def test_incr_if_and_replace_loops_from_four_processes_lose_no_update(children):
+    per_process, processes = 20_000, 4
+    table = Table(8)
+    table.column("hits", Table.TYPE_INT)
+    table.column("text", Table.TYPE_STRING, 24)
+    table.create()
+
+    def work():
+        for _ in range(per_process):
+            assert table.incr_if("counter", "hits", 1, {"text": ""}) is not None
+            while True:  # read, compute, compare-and-set: retried when another process won
+                row = table.get("text")
+                number = int(row["text"]) if row else 0
+                if table.replace("text", row, {"text": b"%d" % (number + 1)}):
+                    break
+
+    run_all(children, [work] * processes)
+    assert table.get("counter", "hits") == per_process * processes
+    assert table.get("text", "text") == b"%d" % (per_process * processes)
+
+
 def test_atomic_add_hands_out_unique_ids(children, tmp_path):
     per_process, processes = 20_000, 4
     ids = Atomic()
@@ -194,10 +215,17 @@ def test_sigkill_at_any_point_never_leaves_the_table_locked(children):
             key = f"k{rnd.randrange(48)}"  # more keys than rows: full-table errors too
             op = rnd.random()
             try:
-                if op < 0.5:
+                if op < 0.4:
                     table.set(key, blob_row(rnd.randrange(10**6)))
-                elif op < 0.8:
+                elif op < 0.6:
                     table.incr(key, "hits")
+                elif op < 0.7:
+                    table.incr_if(key, "hits", 1, {"a": 0})
+                elif op < 0.8:
+                    row = table.get(key)
+                    table.replace(
+                        key, row, None if row and rnd.random() < 0.5 else blob_row(rnd.randrange(10**6))
+                    )
                 else:
                     table.delete(key)
             except RuntimeError:  # TableFullError

@@ -797,7 +797,121 @@ static PyObject *Table_create(TableObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_TRUE;
 }
 
-/* Staged values of one set(): encoded like a row's data, with a per-column "present" length. */
+/* Column values staged from a dict: encoded like a row's data, with a per-column length (0: absent). */
+typedef struct {
+    row_buffer buf;
+    Py_ssize_t lengths_stack[64];
+    Py_ssize_t *lengths;
+} staged_values;
+
+static int stage_values(TableObject *t, PyObject *values, staged_values *s)
+{
+    s->lengths = s->lengths_stack;
+    if (row_buffer_init(&s->buf, t->data_size) < 0)
+        return -1;
+    if (t->ncols > 64 && (s->lengths = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)t->ncols)) == NULL) {
+        s->lengths = s->lengths_stack;
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < t->ncols; i++)
+        s->lengths[i] = 0;
+    PyObject *name, *value;
+    Py_ssize_t it = 0;
+    while (PyDict_Next(values, &it, &name, &value)) {
+        Py_ssize_t ci = column_position(t, name);
+        if (ci < 0)
+            return -1;
+        column_def *c = &t->columns[ci];
+        s->lengths[ci] = encode_value(c, value, s->buf.data + c->offset);
+        if (s->lengths[ci] < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void staged_free(staged_values *s)
+{
+    if (s->lengths != s->lengths_stack)
+        PyMem_Free(s->lengths);
+    row_buffer_free(&s->buf);
+}
+
+static int check_dict(PyObject *values, const char *method, const char *what)
+{
+    if (PyDict_Check(values))
+        return 0;
+    PyErr_Format(PyExc_TypeError, "%s() takes a dict of %s, not %.100s", method, what, Py_TYPE(values)->tp_name);
+    return -1;
+}
+
+/* Whether the staged columns equal those of the row `data` (NULL: a new, zeroed row). Strings
+ * compare by their bytes (a str by its UTF-8). */
+static int staged_match(TableObject *t, const staged_values *s, const char *data)
+{
+    static const char zeros[8] = {0};
+    for (Py_ssize_t i = 0; i < t->ncols; i++) {
+        if (s->lengths[i] == 0)
+            continue;
+        const column_def *c = &t->columns[i];
+        const char *want = s->buf.data + c->offset;
+        if (c->type != TYPE_STRING) {
+            if (memcmp(want, data ? data + c->offset : zeros, 8) != 0)
+                return 0;
+            continue;
+        }
+        uint32_t want_len = (uint32_t)s->lengths[i] - STRING_HEADER, have_len = 0;
+        if (data != NULL) {
+            memcpy(&have_len, data + c->offset, sizeof have_len);
+            have_len &= ~STRING_IS_BYTES;
+            if (have_len > c->size)
+                have_len = c->size;
+        }
+        if (want_len != have_len ||
+            (want_len && memcmp(want + STRING_HEADER, data + c->offset + STRING_HEADER, want_len) != 0))
+            return 0;
+    }
+    return 1;
+}
+
+/* Under the lock: write the staged columns into the row of `key`, found at index slot `pos`, or
+ * into a new zeroed row whose entry goes to `slot` when pos < 0. -1 (table full) with an exception. */
+static int write_staged(TableObject *t, const table_key *key, int64_t pos, uint32_t slot, const staged_values *s)
+{
+    int64_t ri;
+    if (pos >= 0) {
+        ri = (uint32_t)t->index[pos] - 2;
+        write_begin(t, (uint32_t)ri);
+    }
+    else if ((ri = row_insert_begin(t, key)) < 0) {
+        return -1;
+    }
+    char *data = ROW_DATA(ROW(t, ri));
+    for (Py_ssize_t i = 0; i < t->ncols; i++)
+        if (s->lengths[i] > 0)
+            memcpy(data + t->columns[i].offset, s->buf.data + t->columns[i].offset, (size_t)s->lengths[i]);
+    write_commit(t, (uint32_t)ri);
+    if (pos < 0)
+        row_insert_publish(t, key, (uint32_t)ri, slot);
+    write_end(t);
+    return 0;
+}
+
+/* Under the lock: remove the row whose entry is at index slot `pos`. */
+static void delete_at(TableObject *t, int64_t pos)
+{
+    table_header *h = t->hdr;
+    uint32_t ri = (uint32_t)t->index[pos] - 2;
+    write_begin(t, ri);
+    ROW(t, ri)->used = 0;
+    write_commit(t, ri);
+    __atomic_store_n(&t->index[pos], ENTRY_TOMBSTONE, __ATOMIC_RELEASE);
+    h->tombstones++;
+    h->count--;
+    t->free_rows[h->free_top++] = ri;
+    write_end(t);
+}
+
 static PyObject *Table_set(TableObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
@@ -805,64 +919,68 @@ static PyObject *Table_set(TableObject *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     table_key key;
-    if (table_ready(self) < 0 || parse_key(args[0], &key) < 0)
+    if (table_ready(self) < 0 || parse_key(args[0], &key) < 0 || check_dict(args[1], "set", "column values") < 0)
         return NULL;
-    PyObject *values = args[1];
-    if (!PyDict_Check(values)) {
-        PyErr_Format(PyExc_TypeError, "set() takes a dict of column values, not %.100s", Py_TYPE(values)->tp_name);
-        return NULL;
-    }
-    row_buffer staged;
-    Py_ssize_t lengths_stack[64];
-    Py_ssize_t *lengths = lengths_stack;
-    if (row_buffer_init(&staged, self->data_size) < 0)
-        return NULL;
-    if (self->ncols > 64 && (lengths = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)self->ncols)) == NULL) {
-        row_buffer_free(&staged);
-        return PyErr_NoMemory();
-    }
-    for (Py_ssize_t i = 0; i < self->ncols; i++)
-        lengths[i] = 0;
+    staged_values staged;
     PyObject *result = NULL;
-    PyObject *name, *value;
-    Py_ssize_t it = 0;
-    while (PyDict_Next(values, &it, &name, &value)) {
-        Py_ssize_t ci = column_position(self, name);
-        if (ci < 0)
+    if (stage_values(self, args[1], &staged) < 0 || table_lock(self) < 0)
+        goto done;
+    uint32_t slot = 0;
+    int64_t pos = locate(self, &key, &slot);
+    int rc = write_staged(self, &key, pos, slot, &staged);
+    table_unlock(self);
+    if (rc == 0)
+        result = Py_NewRef(Py_True);
+done:
+    staged_free(&staged);
+    return result;
+}
+
+/* replace(key, expected, values): compare-and-set of one row. */
+static PyObject *Table_replace(TableObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "replace() takes a key, the expected columns (or None) and the new ones (or None)");
+        return NULL;
+    }
+    table_key key;
+    PyObject *expected = args[1], *values = args[2];
+    if (table_ready(self) < 0 || parse_key(args[0], &key) < 0 ||
+        (expected != Py_None && check_dict(expected, "replace", "expected column values or None") < 0) ||
+        (values != Py_None && check_dict(values, "replace", "new column values or None") < 0))
+        return NULL;
+    staged_values want, staged;
+    int have_want = 0, have_staged = 0;
+    PyObject *result = NULL;
+    if (expected != Py_None) {
+        have_want = 1;
+        if (stage_values(self, expected, &want) < 0)
             goto done;
-        column_def *c = &self->columns[ci];
-        lengths[ci] = encode_value(c, value, staged.data + c->offset);
-        if (lengths[ci] < 0)
+    }
+    if (values != Py_None) {
+        have_staged = 1;
+        if (stage_values(self, values, &staged) < 0)
             goto done;
     }
     if (table_lock(self) < 0)
         goto done;
     uint32_t slot = 0;
     int64_t pos = locate(self, &key, &slot);
-    int64_t ri;
-    if (pos >= 0) {
-        ri = (uint32_t)self->index[pos] - 2;
-        write_begin(self, (uint32_t)ri);
-    }
-    else if ((ri = row_insert_begin(self, &key)) < 0) {
-        table_unlock(self);
-        goto done;
-    }
-    char *data = ROW_DATA(ROW(self, ri));
-    for (Py_ssize_t i = 0; i < self->ncols; i++)
-        if (lengths[i] > 0)
-            memcpy(data + self->columns[i].offset, staged.data + self->columns[i].offset, (size_t)lengths[i]);
-    write_commit(self, (uint32_t)ri);
-    if (pos < 0)
-        row_insert_publish(self, &key, (uint32_t)ri, slot);
-    write_end(self);
+    int match = pos < 0 ? !have_want
+                        : have_want && staged_match(self, &want, ROW_DATA(ROW(self, (uint32_t)self->index[pos] - 2)));
+    int rc = 0;
+    if (match && have_staged)
+        rc = write_staged(self, &key, pos, slot, &staged);
+    else if (match && pos >= 0)
+        delete_at(self, pos);
     table_unlock(self);
-    result = Py_True;
-    Py_INCREF(result);
+    if (rc == 0)
+        result = Py_NewRef(match ? Py_True : Py_False);
 done:
-    if (lengths != lengths_stack)
-        PyMem_Free(lengths);
-    row_buffer_free(&staged);
+    if (have_want)
+        staged_free(&want);
+    if (have_staged)
+        staged_free(&staged);
     return result;
 }
 
@@ -924,22 +1042,10 @@ static PyObject *Table_delete(TableObject *self, PyObject *k)
         return NULL;
     uint32_t slot;
     int64_t pos = locate(self, &key, &slot);
-    if (pos < 0) {
-        table_unlock(self);
-        Py_RETURN_FALSE;
-    }
-    table_header *h = self->hdr;
-    uint32_t ri = (uint32_t)self->index[pos] - 2;
-    write_begin(self, ri);
-    ROW(self, ri)->used = 0;
-    write_commit(self, ri);
-    __atomic_store_n(&self->index[pos], ENTRY_TOMBSTONE, __ATOMIC_RELEASE);
-    h->tombstones++;
-    h->count--;
-    self->free_rows[h->free_top++] = ri;
-    write_end(self);
+    if (pos >= 0)
+        delete_at(self, pos);
     table_unlock(self);
-    Py_RETURN_TRUE;
+    return PyBool_FromLong(pos >= 0);
 }
 
 /* incr/decr: add `by` (negated for decr) to a number column; a missing row is created zeroed. */
@@ -1032,6 +1138,70 @@ static PyObject *Table_incr(TableObject *self, PyObject *const *args, Py_ssize_t
 static PyObject *Table_decr(TableObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     return table_add(self, args, nargs, 1);
+}
+
+/* incr_if(key, column, amount, where): a checked integer add on a row whose columns match `where`. */
+static PyObject *Table_incr_if(TableObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "incr_if() takes a key, a column name, an amount and a dict of column values");
+        return NULL;
+    }
+    table_key key;
+    if (table_ready(self) < 0 || parse_key(args[0], &key) < 0 ||
+        check_dict(args[3], "incr_if", "column values the row must have") < 0)
+        return NULL;
+    Py_ssize_t ci = column_position(self, args[1]);
+    if (ci < 0)
+        return NULL;
+    column_def *c = &self->columns[ci];
+    if (c->type != TYPE_INT) {
+        PyErr_Format(PyExc_TypeError, "incr_if() needs an int column; %R is not one", c->name);
+        return NULL;
+    }
+    if (!PyLong_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "the amount must be int, not %.100s", Py_TYPE(args[2])->tp_name);
+        return NULL;
+    }
+    int64_t amount = PyLong_AsLongLong(args[2]);
+    if (amount == -1 && PyErr_Occurred())
+        return NULL;
+    staged_values where;
+    PyObject *result = NULL;
+    if (stage_values(self, args[3], &where) < 0 || table_lock(self) < 0)
+        goto done;
+    uint32_t slot = 0;
+    int64_t pos = locate(self, &key, &slot);
+    int64_t ri = pos >= 0 ? (int64_t)((uint32_t)self->index[pos] - 2) : -1;
+    if (!staged_match(self, &where, ri >= 0 ? ROW_DATA(ROW(self, ri)) : NULL)) {
+        table_unlock(self);
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    int64_t value = 0;
+    if (ri >= 0)
+        memcpy(&value, ROW_DATA(ROW(self, ri)) + c->offset, sizeof value);
+    if (__builtin_add_overflow(value, amount, &value)) {
+        table_unlock(self);
+        PyErr_Format(PyExc_OverflowError, "incr_if(): column %R would overflow a signed 64-bit int", c->name);
+        goto done;
+    }
+    if (ri >= 0)
+        write_begin(self, (uint32_t)ri);
+    else if ((ri = row_insert_begin(self, &key)) < 0) {
+        table_unlock(self);
+        goto done;
+    }
+    memcpy(ROW_DATA(ROW(self, ri)) + c->offset, &value, sizeof value);
+    write_commit(self, (uint32_t)ri);
+    if (pos < 0)
+        row_insert_publish(self, &key, (uint32_t)ri, slot);
+    write_end(self);
+    table_unlock(self);
+    result = PyLong_FromLongLong(value);
+done:
+    staged_free(&where);
+    return result;
 }
 
 static Py_ssize_t Table_len(TableObject *self)
@@ -1157,6 +1327,10 @@ static PyMethodDef Table_methods[] = {
      "incr(key, column, incrby=1): atomically add to a number column; returns the new value."},
     {"decr", (PyCFunction)(void (*)(void))Table_decr, METH_FASTCALL,
      "decr(key, column, decrby=1): atomically subtract from a number column; returns the new value."},
+    {"replace", (PyCFunction)(void (*)(void))Table_replace, METH_FASTCALL,
+     "replace(key, expected, values): compare-and-set of one row; whether it was done."},
+    {"incr_if", (PyCFunction)(void (*)(void))Table_incr_if, METH_FASTCALL,
+     "incr_if(key, column, amount, where): add to an int column if the row matches; new value or None."},
     {"count", (PyCFunction)Table_count, METH_NOARGS, "count(): the number of rows."},
     {"stats", (PyCFunction)Table_stats, METH_NOARGS, "stats(): capacity, usage and recovery counters."},
     {NULL, NULL, 0, NULL},
