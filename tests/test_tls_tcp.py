@@ -157,6 +157,16 @@ def test_heartbeat_closes_an_idle_tls_connection(run_server, certificate):
     server.wait_output("closing idle connection")
 
 
+def test_uid_dispatch_keeps_a_tls_connection_in_its_worker(run_server, certificate):
+    # dispatch_mode 5 moves a bound connection to worker uid % worker_num; a TLS session cannot move
+    server = start(run_server, certificate, _mode="process", dispatch_mode=5)
+    with tls_connect(server.port, client_context(certificate[0])) as tls:
+        worker_id = json.loads(ask(tls, b"info"))["worker_id"]
+        assert ask(tls, f"bind {worker_id + 1}".encode()) == b"bound True"
+        assert ask(tls, b"still") == b"Server: still"
+        assert json.loads(ask(tls, b"info"))["worker_id"] == worker_id
+
+
 def test_backpressure_over_tls(run_server, certificate):
     server = start(run_server, certificate, buffer_output_size=256 * 1024)
     with tls_connect(server.port, client_context(certificate[0])) as tls:
@@ -225,7 +235,7 @@ def test_certificate_without_the_ssl_flag_serves_plain_text_and_warns(run_server
     assert "has ssl_cert_file but no SSL flag" in server.output()
 
 
-def test_configuration_errors(tmp_path, certificate):
+def test_configuration_errors():
     with pytest.raises(ValueError, match="DTLS is not supported"):
         Server("127.0.0.1", 0, BASE, SOCK_UDP | SSL)
     server = Server("127.0.0.1", 0, BASE, SOCK_TCP | SSL)

@@ -503,7 +503,7 @@ class Server:
         conn = self._local(fd)
         if self.mode == PROCESS and self.setting["dispatch_mode"] == DISPATCH_UIDMOD and conn is not None:
             target = uid % self.setting["worker_num"]
-            if target != self.worker_id:
+            if target != self.worker_id and not tls.carries_tls(conn):  # a TLS session stays in its worker
                 self._worker.loop.call_soon(conn.release, target)  # type: ignore[union-attr]
         return True
 

@@ -120,6 +120,12 @@ def connection_factory(make_connection: Callable[..., StreamConnection], context
     return make
 
 
+def carries_tls(connection: StreamConnection) -> bool:
+    """Whether a connection runs inside TLS: its state lives in this process, so it cannot change
+    hands (reload, ``dispatch_mode`` 5)."""
+    return connection.transport.get_extra_info("sslcontext") is not None
+
+
 def client_certificate(transport: Any) -> str | None:
     """The certificate the client presented on a TLS connection, in PEM; None without one."""
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None

@@ -24,6 +24,7 @@ from pyswoole.constants import PROCESS, WORKER_BUSY, WORKER_EXIT, WORKER_IDLE
 from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
 from pyswoole.server import master as master_messages
+from pyswoole.server import tls
 from pyswoole.server.connection import DatagramEndpoint, StreamConnection
 from pyswoole.server.tasks import MSG_FINISH, MSG_TASK_WORKER_GONE, TaskClient
 from pyswoole.timer import Timer
@@ -171,8 +172,7 @@ class Worker:
                 conn.transport.pause_reading()
         await self._drain(deadline)
         for conn in list(self.connections.values()):
-            # TLS state lives in this process: such a connection cannot change hands
-            if hand_back and conn.transport.get_extra_info("sslcontext") is None:
+            if hand_back and not tls.carries_tls(conn):
                 conn.release()
             else:
                 conn.close()

@@ -3,7 +3,7 @@
 Usage: tls_echo_server.py ADDRESS SETTINGS_JSON. ADDRESS is ``tcp:PORT`` or ``unix:PATH``; the
 port has the SSL flag unless the settings say ``"_plain": true``. Lines (``open_eof_split``) are
 commands: ``info`` answers ``getClientInfo`` as JSON, ``close`` closes the connection, ``flood``
-sends 64 KiB chunks until ``send`` refuses, anything else is echoed as ``Server: <line>``. ``"_length_port": N`` adds a TLS port that echoes
+sends 64 KiB chunks until ``send`` refuses, ``bind UID`` binds the connection to UID, anything else is echoed as ``Server: <line>``. ``"_length_port": N`` adds a TLS port that echoes
 length-framed packets (4-byte big-endian length, then the body). ``"_mode": "process"`` runs in
 PROCESS mode (BASE by default). Events are printed one line each.
 """
@@ -58,6 +58,8 @@ def on_receive(server, fd, reactor_id, data):
         server.send(fd, json.dumps(server.get_client_info(fd)) + "\n")
     elif command == b"close":
         server.close(fd)
+    elif command.startswith(b"bind "):
+        server.send(fd, f"bound {server.bind(fd, int(command[5:]))}\n")
     elif command == b"flood":
         sent = 0
         while sent < 1000 and server.send(fd, b"x" * 65536):
