@@ -20,6 +20,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Close, Opcode
 from websockets.protocol import Protocol, Side
 
+from pyswoole.protocol._websocket import pack, parse_frame
 from pyswoole.protocol.websocket import (
     CLOSE_MESSAGE_ERROR,
     CLOSE_MESSAGE_TOO_BIG,
@@ -99,6 +100,12 @@ def error_code(events: list) -> int:
     return events[-1].code
 
 
+def server_read(codec: WebSocketCodec, chunk: bytes) -> list:
+    """What a server does with each read: one whole message decoded in C, else the codec."""
+    message = parse_frame(chunk, codec.fd, codec.simple_limit)
+    return [message] if message is not None else codec.feed(chunk)
+
+
 # ---- 1. Framing ------------------------------------------------------------------------------
 
 
@@ -159,6 +166,83 @@ def test_any_chunking_gives_the_same_messages(messages: list, cuts: list[int]) -
     for start, stop in itertools.pairwise(points):
         events += codec.feed(stream[start:stop])
     assert [e.data for e in events] == messages
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    messages=st.lists(
+        st.one_of(
+            st.text(max_size=700),
+            st.binary(max_size=700),
+            st.sampled_from([b"\xff", b"ok\xed\xa0\x80", "x" * 2000]),  # bad UTF-8, over the limit
+            st.tuples(st.text(max_size=50), st.text(max_size=50)),  # two fragments, a ping between
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=8000), max_size=12),
+)
+def test_the_server_read_path_matches_the_codec(messages: list, cuts: list) -> None:
+    """The server's shortcut (parse_frame with simple_limit) gives what feed() alone gives, for
+    any chunking, including fragments, pings, bad UTF-8 and messages over the limit."""
+    parts = []
+    for m in messages:
+        if isinstance(m, tuple):
+            parts += [frame(m[0], fin=False), frame(b"p", OPCODE_PING), frame(m[1], OPCODE_CONTINUATION)]
+        elif isinstance(m, str):
+            parts.append(frame(m))
+        else:
+            parts.append(frame(m, OPCODE_TEXT if m in (b"\xff", b"ok\xed\xa0\x80") else OPCODE_BINARY))
+    stream = b"".join(parts)
+    points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+
+    def run(read) -> list:
+        codec = server(max_message_size=1500, fd=7)
+        events = []
+        for start, stop in itertools.pairwise(points):
+            events += read(codec, stream[start:stop])
+        return [
+            (type(e), e.code) if isinstance(e, ProtocolError) else (type(e), e.opcode, e.data, e.flags, e.fd)
+            for e in events
+        ]
+
+    assert run(server_read) == run(WebSocketCodec.feed)
+
+
+def test_the_shortcut_takes_only_a_whole_simple_frame() -> None:
+    codec = server(fd=3)
+    whole = frame("héllo " * 200)  # over 512 bytes, not ASCII
+    message = parse_frame(whole, codec.fd, codec.simple_limit)
+    assert (type(message), message.data, message.opcode, message.flags, message.fd) == (
+        Frame,
+        "héllo " * 200,
+        OPCODE_TEXT,
+        FLAG_FIN,
+        3,
+    )
+    for chunk in (whole[:-1], whole + frame("more"), frame("x", fin=False), frame(b"p", OPCODE_PING)):
+        assert parse_frame(chunk, 3, codec.simple_limit) is None
+    assert parse_frame(frame(b"\xff"), 3, codec.simple_limit) is None  # the codec reports it
+    assert parse_frame(frame("hi", mask=None), 3, codec.simple_limit) is None
+    assert parse_frame(frame("hi", rsv=4), 3, codec.simple_limit) is None
+    assert parse_frame(frame("x" * 11), 3, 10) is None
+    assert parse_frame(frame("hi"), 3, -1) is None
+    codec.feed(whole[:10])  # a partial frame buffered: the next chunk is not a frame's start
+    assert codec.simple_limit == -1
+    assert only(server_read(codec, whole[10:])).data == "héllo " * 200
+    assert codec.simple_limit == codec.max_message_size
+    codec.feed(frame("frag", fin=False))
+    assert codec.simple_limit == -1
+
+
+def test_batch_decoding_stops_at_the_first_frame_it_cannot_take() -> None:
+    codec = server()
+    events = codec.feed(frame("one") + frame(b"\x00", OPCODE_BINARY) + frame(b"bad\xff") + frame("never"))
+    assert [e.data for e in events[:2]] == ["one", b"\x00"]
+    assert error_code(events) == CLOSE_MESSAGE_ERROR
+    events = server(max_message_size=5).feed(frame("12345") + frame("123456"))
+    assert events[0].data == "12345"
+    assert error_code(events) == CLOSE_MESSAGE_TOO_BIG
 
 
 @settings(max_examples=200, deadline=None)
@@ -830,6 +914,25 @@ def test_masking_keys_do_not_repeat_across_refills() -> None:
     client = WebSocketCodec(client=True)
     keys = {client.encode(b"k", OPCODE_BINARY)[2:6] for _ in range(3000)}
     assert len(keys) > 2990
+
+
+@pytest.mark.parametrize("data", ["", "ascii", "κόσμε 𝄞", b"\x00\xff", bytearray(b"ba"), memoryview(b"mv")])
+def test_pack_encodes_text_and_any_bytes_like(data: str | bytes) -> None:
+    payload = data.encode() if isinstance(data, str) else bytes(data)
+    opcode = OPCODE_TEXT if isinstance(data, str) else OPCODE_BINARY
+    assert pack(data, opcode) == frame(payload, opcode, mask=None)
+    assert pack(data, opcode, False, True) == frame(payload, opcode, fin=False, rsv=4, mask=None)
+
+
+def test_pack_refuses_what_cannot_be_sent() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        pack("lone \ud800 surrogate", OPCODE_TEXT)
+    with pytest.raises(TypeError):
+        pack(42, OPCODE_TEXT)
+    with pytest.raises(ValueError):
+        pack(b"", 16)
+    with pytest.raises(UnicodeEncodeError):
+        server().encode("\udc00")
 
 
 def test_frame_pack_is_one_encoding_for_many_connections() -> None:

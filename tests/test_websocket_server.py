@@ -199,6 +199,24 @@ def test_framing_fragmented_message_with_interleaved_ping(server):
     client.close()
 
 
+def test_frames_of_one_read_are_answered_in_order_then_the_close_completes(server):
+    client = RawClient(server.port)
+    client.send(
+        frame(b"first")
+        + frame(b"ping!", 9)
+        + frame(b"\x00\x01", 2)
+        + frame("späť".encode())
+        + frame(struct.pack("!H", 1000) + b"done", opcode=8)
+        + frame(b"after close")
+    )
+    assert client.recv_text() == "first"
+    assert client.recv_frame() == (0x8A, b"ping!")
+    assert client.recv_frame() == (0x82, b"\x00\x01")
+    assert client.recv_text() == "späť"
+    assert client.expect_close() == (1000, "done")
+    client.close()
+
+
 # Autobahn groups: 1 framing, 2 pings/pongs, 3 reserved bits, 4 opcodes, 5 fragmentation,
 # 6 UTF-8 handling, 7 close handling, 9 limits/performance, 12/13 compression.
 VIOLATIONS = {

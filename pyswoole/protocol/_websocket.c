@@ -109,7 +109,7 @@ static void unmask(unsigned char *dst, const unsigned char *src, Py_ssize_t n, c
 static int simple_header(const unsigned char *buf, Py_ssize_t len, Py_ssize_t limit, Py_ssize_t *start,
                          Py_ssize_t *size, Py_ssize_t *frame_size)
 {
-    if (len < 6 || (buf[0] != 0x81 && buf[0] != 0x82) || !(buf[1] & 0x80))
+    if (limit < 0 || len < 6 || (buf[0] != 0x81 && buf[0] != 0x82) || !(buf[1] & 0x80))
         return 0;
     uint64_t length = buf[1] & 0x7F;
     Py_ssize_t header = 2;
@@ -181,6 +181,17 @@ static PyObject *decode_simple(const unsigned char *buf, Py_ssize_t start, Py_ss
     return (PyObject *)frame;
 }
 
+/* A message limit: an int, saturated to PY_SSIZE_T_MAX (limits beyond it mean "none"). */
+static int get_limit(PyObject *value, Py_ssize_t *limit)
+{
+    int overflow;
+    long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
+    if (number == -1 && PyErr_Occurred())
+        return -1;
+    *limit = overflow > 0 || number > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : overflow < 0 || number < 0 ? -1 : (Py_ssize_t)number;
+    return 0;
+}
+
 static int get_buffer(PyObject *data, Py_buffer *view)
 {
     if (frame_class == NULL) {
@@ -196,8 +207,8 @@ static PyObject *parse_frame(PyObject *module, PyObject *const *args, Py_ssize_t
         PyErr_SetString(PyExc_TypeError, "parse_frame(data, fd, limit)");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[2]);
-    if (limit == -1 && PyErr_Occurred())
+    Py_ssize_t limit;
+    if (get_limit(args[2], &limit) < 0)
         return NULL;
     if (limit < 0)
         Py_RETURN_NONE;
@@ -224,8 +235,8 @@ static PyObject *parse_frames(PyObject *module, PyObject *const *args, Py_ssize_
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     if (pos == -1 && PyErr_Occurred())
         return NULL;
-    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
-    if (limit == -1 && PyErr_Occurred())
+    Py_ssize_t limit;
+    if (get_limit(args[3], &limit) < 0)
         return NULL;
     Py_buffer view;
     if (get_buffer(args[0], &view) < 0)

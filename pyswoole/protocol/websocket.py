@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 
 from websockets.frames import apply_mask  # websockets' C implementation when built (speedups)
 
+from pyswoole.protocol._websocket import FrameBase, pack, parse_frames, set_frame_class
 from pyswoole.protocol.framing import DEFAULT_MAX_LENGTH
 
 OPCODE_CONTINUATION = 0x0
@@ -78,15 +79,15 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
-class Frame:
+class Frame(FrameBase):
     """A WebSocket message or control frame (Swoole's ``Swoole\\WebSocket\\Frame``).
 
     ``data`` is ``str`` for text and ``bytes`` for everything else; ``fd`` is the connection's
     number as given to the codec; ``flags`` holds ``FLAG_FIN`` and ``FLAG_COMPRESS`` (the message
-    arrived compressed).
+    arrived compressed). The fields live in the C base class, which decodes most frames.
     """
 
-    __slots__ = ("data", "fd", "flags", "opcode")
+    __slots__ = ()
 
     def __init__(
         self, data: str | bytes = b"", opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN, fd: int = 0
@@ -120,6 +121,9 @@ class Frame:
     def __repr__(self) -> str:
         data = self.data if len(self.data) <= 40 else self.data[:40]
         return f"{type(self).__name__}(fd={self.fd}, opcode={self.opcode}, flags={self.flags}, data={data!r})"
+
+
+set_frame_class(Frame)
 
 
 class CloseFrame(Frame):
@@ -185,11 +189,7 @@ def encode_frame(
             return bytes((first, 0x80 | length)) + key + apply_mask(payload, key)
         header = _pack_16(first, 0xFE, length) if length < 0x10000 else _pack_64(first, 0xFF, length)
         return header + key + apply_mask(payload, key)
-    if length < 126:
-        return bytes((first, length)) + payload
-    if length < 0x10000:
-        return _pack_16(first, 126, length) + payload
-    return _pack_64(first, 127, length) + payload
+    return pack(payload, opcode, fin, rsv1)
 
 
 def close_payload(code: int = CLOSE_NORMAL, reason: str = "") -> bytes:
@@ -550,18 +550,24 @@ class WebSocketCodec:
     connection fails with 1009. With ``fragments=True`` each data frame is returned as it arrives
     (``Frame.finish`` marks the last one; text fragments are decoded up to whole characters)
     instead of whole messages. After a ``CloseFrame`` or ``ProtocolError``, input is ignored.
+
+    ``simple_limit`` is what a server passes to ``parse_frame`` with a received chunk before
+    ``feed``: the message limit while a chunk may be decoded in C without the codec's state (whole
+    messages, none in progress, no partial frame buffered, still open), -1 otherwise.
+    ``plain_output``: a whole uncompressed message may be sent as ``pack(data, opcode)`` (server
+    role, no fragmented message being sent), which is what ``encode`` returns then.
     """
 
     __slots__ = (
         "_buffer",
         "_compressing",
         "_decoder",
-        "_fast_path",
         "_message_compressed",
         "_message_opcode",
         "_message_size",
         "_needed",
         "_parts",
+        "_simple",
         "client",
         "close_received",
         "close_sent",
@@ -569,6 +575,8 @@ class WebSocketCodec:
         "fd",
         "fragments",
         "max_message_size",
+        "plain_output",
+        "simple_limit",
     )
 
     def __init__(
@@ -594,7 +602,9 @@ class WebSocketCodec:
         self._parts: list[str] | list[bytes] = []
         self._decoder: codecs.IncrementalDecoder | None = None
         self._compressing: bool | None = None  # outgoing fragmented message: compressed or not
-        self._fast_path = False
+        self.plain_output = not client
+        self._simple = False
+        self.simple_limit = -1
         self._update_fast_path()
 
     # ---- parsing -------------------------------------------------------------------------
@@ -608,21 +618,18 @@ class WebSocketCodec:
                 return []
             data = bytes(buffer)
             buffer.clear()
-        elif self._fast_path and 5 < len(data) < 132 and len(data) == data[1] - 122:
-            # The chunk is exactly one masked frame with a 7-bit length: a small message to a server.
-            first = data[0]
-            if first == 0x81:
-                try:
-                    return [Frame(apply_mask(data[6:], data[2:6]).decode(), OPCODE_TEXT, FLAG_FIN, self.fd)]
-                except UnicodeDecodeError:
-                    pass  # the general path below reports it
-            elif first == 0x82:
-                return [Frame(apply_mask(data[6:], data[2:6]), OPCODE_BINARY, FLAG_FIN, self.fd)]
         if self.close_received:
             return []
-        events: list[Frame | ProtocolError] = []
         end = len(data)
-        pos = 0
+        events: list[Frame | ProtocolError]
+        if self._simple:  # the usual frames in C; the others, and every error, below
+            events, pos = parse_frames(data, 0, self.fd, self.max_message_size)  # type: ignore[assignment]
+            if pos == end:
+                self.simple_limit = self.max_message_size
+                return events
+        else:
+            events = []
+            pos = 0
         masked_input = not self.client
         whole_messages = not self.fragments
         limit = self.max_message_size
@@ -705,17 +712,13 @@ class WebSocketCodec:
             if pos + 2 > end:
                 self._needed = 2
             self._buffer += data[pos:] if pos else data
+        self._update_fast_path()
         return events
 
     def _update_fast_path(self) -> None:
-        """Server side, whole messages, none in progress, still open: small frames skip the loop."""
-        self._fast_path = not (
-            self.client
-            or self.fragments
-            or self._message_opcode
-            or self.close_received
-            or self.max_message_size < MAX_CONTROL_PAYLOAD
-        )
+        """Server side, whole messages, none in progress, still open: usual frames are decoded in C."""
+        self._simple = not (self.client or self.fragments or self._message_opcode or self.close_received)
+        self.simple_limit = self.max_message_size if self._simple and not self._buffer else -1
 
     def _check_reserved_bits(self, first: int, opcode: int) -> None:
         if first & 0x30:
@@ -793,15 +796,9 @@ class WebSocketCodec:
         A message is sent in fragments by clearing ``FLAG_FIN`` on all frames but the last and
         using ``OPCODE_CONTINUATION`` after the first.
         """
+        if flags == FLAG_FIN and 0 < opcode < OPCODE_CLOSE and self.plain_output:
+            return pack(data, opcode)
         payload = data.encode() if isinstance(data, str) else data
-        if (
-            flags == FLAG_FIN
-            and opcode
-            and len(payload) < 126
-            and not self.client
-            and self._compressing is None
-        ):
-            return bytes((0x80 | opcode, len(payload))) + payload  # small whole server message
         fin = bool(flags & FLAG_FIN)
         rsv1 = False
         if opcode < OPCODE_CLOSE:
@@ -818,6 +815,7 @@ class WebSocketCodec:
             if compress:
                 payload = self.deflate.compress(payload, fin)  # type: ignore[union-attr]
             self._compressing = None if fin else compress
+            self.plain_output = fin and not self.client
         elif len(payload) > MAX_CONTROL_PAYLOAD:
             raise ValueError("control frame payload over 125 bytes")
         return encode_frame(payload, opcode, fin, rsv1, self.client)

@@ -24,6 +24,7 @@ from pyswoole.http import server as http
 from pyswoole.http.connection import HttpConnection
 from pyswoole.http.request import Request
 from pyswoole.http.response import ENDED, Response
+from pyswoole.protocol._websocket import pack, parse_frame
 from pyswoole.protocol.http import simple_response
 from pyswoole.protocol.websocket import (
     CLOSE_NORMAL,
@@ -122,7 +123,7 @@ def bad_request_page(request: Request, response: Response) -> None:
 class WebSocketConnection(HttpConnection):
     """An HTTP connection that may switch to WebSocket framing (then ``codec`` is set)."""
 
-    __slots__ = ("codec", "half_closed", "handshake_response", "ws")
+    __slots__ = ("batch", "codec", "half_closed", "handshake_response", "ws")
 
     def __init__(self, worker: Worker, port: Port, tls: bool = False):
         super().__init__(worker, port, tls)
@@ -130,6 +131,7 @@ class WebSocketConnection(HttpConnection):
         self.codec: WebSocketCodec | None = None
         self.handshake_response: Response | None = None
         self.half_closed = False  # our side of TCP is shut down: nothing more can be written
+        self.batch: list[bytes] | None = None  # frames sent while one read is handled, written together
 
     # -- asyncio Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -148,20 +150,26 @@ class WebSocketConnection(HttpConnection):
                 self._switch(None)  # taken over from another worker: no second open event
 
     def data_received(self, data: bytes) -> None:
-        if self.codec is None:
+        codec = self.codec
+        if codec is None:
             super().data_received(data)
             return
-        self.note_input(data)
-        events = self.codec.feed(data)
-        if len(events) == 1:  # the common case, one message: handled here, without the loop
-            event = events[0]
-            if type(event) is Frame and event.opcode < OPCODE_CLOSE:
-                on_message = self.ws.on_message
-                if on_message is not None:
-                    spawn(on_message, self.server, event, name="message")
-                self.count_requests(1)
-                return
-        self._handle(events)
+        # note_input() and count_requests() inlined, as in StreamConnection: the hot path
+        worker = self.worker
+        self.bytes_in += len(data)
+        if self.last_time != worker.clock:
+            self.last_time = worker.clock
+            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
+        frame = parse_frame(data, self.fd, codec.simple_limit)
+        if frame is None:  # not exactly one whole text or binary message: the codec's general path
+            self._handle(codec.feed(data))
+            return
+        on_message = self.ws.on_message
+        if on_message is not None:
+            spawn(on_message, self.server, frame, name="message")
+        worker.request_count += 1
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
 
     # -- opening handshake ---------------------------------------------------------------------------
     def _dispatch(self, request: Request) -> None:
@@ -268,10 +276,23 @@ class WebSocketConnection(HttpConnection):
         self._handle(self.codec.feed(data))
 
     def _handle(self, events: list[Frame | ProtocolError]) -> None:
+        """Start the callbacks of a read's events; the frames they send leave in one write."""
         codec = self.codec
         assert codec is not None
         ws = self.ws
         server = self.server
+        if len(events) > 1:
+            self.batch = []
+        try:
+            messages = self._handle_events(events, codec, ws, server)
+        finally:
+            self._flush_batch()
+        if messages:
+            self.count_requests(messages)
+
+    def _handle_events(
+        self, events: list[Frame | ProtocolError], codec: WebSocketCodec, ws: WebSocketOptions, server: Any
+    ) -> int:
         messages = 0
         for event in events:
             kind = type(event)
@@ -300,20 +321,32 @@ class WebSocketConnection(HttpConnection):
                 log.warning("closing WebSocket connection %d from %s:%d: %s", self.fd, *self.remote, error)
                 reason = error.reason.encode()[:123].decode(errors="ignore")
                 self.disconnect(error.code, reason)
-        if messages:
-            self.count_requests(messages)
+        return messages
+
+    def _flush_batch(self) -> None:
+        batch = self.batch
+        self.batch = None
+        if batch and not self.half_closed and not self.transport.is_closing():
+            self.transport.writelines(batch)
 
     def push(self, data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bool:
         """Send one frame; False if not an open WebSocket or the output buffer is full."""
         codec = self.codec
         if codec is None or codec.close_sent or self.paused_writing:
             return False
-        frame = codec.encode(data, opcode, flags)
+        if flags == FLAG_FIN and 0 < opcode < OPCODE_CLOSE and codec.plain_output:
+            frame = pack(data, opcode)  # codec.encode's own shortcut, inlined: the hot path
+        else:
+            frame = codec.encode(data, opcode, flags)
         transport = self.transport
         if transport.is_closing():
             return False
         self.bytes_out += len(frame)  # StreamConnection.send inlined: this is the hot path
-        transport.write(frame)
+        batch = self.batch
+        if batch is None:
+            transport.write(frame)
+        else:
+            batch.append(frame)
         return True
 
     def disconnect(self, code: int = CLOSE_NORMAL, reason: str = "") -> bool:
@@ -328,7 +361,14 @@ class WebSocketConnection(HttpConnection):
         return True
 
     def send(self, data: bytes) -> bool:
-        return not self.half_closed and super().send(data)
+        if self.half_closed:
+            return False
+        batch = self.batch
+        if batch is None or self.paused_writing or self.closing:
+            return super().send(data)
+        self.bytes_out += len(data)
+        batch.append(data)
+        return True
 
     def close(self, reset: bool = False) -> None:
         codec = self.codec
@@ -337,6 +377,7 @@ class WebSocketConnection(HttpConnection):
             return
         codec.close_sent = True  # nothing more goes out once the server decided to close
         self.closed_by_server = True
+        self._flush_batch()
         transport = self.transport
         if transport.is_closing() or self.half_closed:
             return
@@ -358,6 +399,7 @@ class WebSocketConnection(HttpConnection):
             # process: ask the client to come back (1012 Service Restart).
             self.disconnect(CLOSE_SERVICE_RESTART, "service restart")
             return
+        self._flush_batch()
         super().release(target_worker)
 
     def unprocessed_input(self) -> bytes:
