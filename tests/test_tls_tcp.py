@@ -68,8 +68,11 @@ def read_to_eof(sock: socket.socket, timeout: float = 5.0) -> bytes:
 @pytest.mark.parametrize("mode", ["base", "process"])
 def test_tls_echo_info_and_close(run_server, certificate, mode):
     server = start(run_server, certificate, _mode=mode)
-    with tls_connect(server.port, client_context(certificate[0])) as tls:
+    context = client_context(certificate[0])
+    context.set_alpn_protocols(["http/1.1"])
+    with tls_connect(server.port, context) as tls:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        assert tls.selected_alpn_protocol() is None  # a plain TCP server offers no protocol
         assert ask(tls, b"hello") == b"Server: hello"
         # lines split over several TLS records, and several lines in one record
         tls.sendall(b"spl")
@@ -264,3 +267,47 @@ def test_start_fails_clearly_without_a_usable_certificate(run_server, certificat
     assert server.proc.returncode != 0
     assert "SettingsError" in server.output() and message in server.output()
     assert not port_open(port)
+
+
+HTTPS_PORT_APP = """
+import sys
+from pyswoole import BASE, SOCK_TCP, SSL
+from pyswoole.http import Server
+
+port, tls_port, cert, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+server = Server("127.0.0.1", port, BASE)
+server.set({"worker_num": 1})
+secure = server.listen("127.0.0.1", tls_port, SOCK_TCP | SSL)
+secure.set({"ssl_cert_file": cert, "ssl_key_file": key})
+
+
+@server.on("request")
+def on_request(request, response):
+    response.sendfile(sys.argv[5])
+
+
+server.start()
+"""
+
+
+def test_http_server_with_an_ssl_listen_port(run_server, certificate, tmp_path):
+    """An HTTP server's extra port with the SSL flag: HTTPS there, plain HTTP on the main port;
+    a large file leaves through TLS (not by sendfile past it)."""
+    script, body = tmp_path / "https_port.py", tmp_path / "body.bin"
+    script.write_text(HTTPS_PORT_APP)
+    body.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: over the zero-copy threshold
+    port, tls_port = free_port(), free_port()
+    run_server(
+        [script, port, tls_port, *certificate, body], ready=lambda: port_open(port) and port_open(tls_port)
+    )
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    context = client_context(certificate[0])
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with tls_connect(tls_port, context) as tls:
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        tls.sendall(request)
+        reply = read_to_eof(tls, timeout=10)
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(body.read_bytes())
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+        plain.sendall(request)
+        assert read_to_eof(plain, timeout=10).endswith(body.read_bytes())
