@@ -187,10 +187,17 @@ class MySQLConnection(_LongConnection):
         self._claim()
         try:
             try:
-                return await self._run(sql, args)
+                if self._cursor is None:
+                    await self.connect()
+                cursor = self._cursor
+                affected_rows = await cursor.execute(sql, args)
             except Exception as exc:
                 await self._reconnect_or_raise(exc, retry)
-            return await self._run(sql, args)
+                cursor = self._cursor
+                affected_rows = await cursor.execute(sql, args)
+            rows = await cursor.fetchall()  # the cursor's own list: it makes a new one per statement
+            self._record(cursor, affected_rows)
+            return rows if isinstance(rows, list) else list(rows)
         finally:
             self._busy = False
 
@@ -268,15 +275,6 @@ class MySQLConnection(_LongConnection):
             self._busy = False
             self._finish_transaction(error)
 
-    async def _run(self, sql: str, args: Args) -> list[dict[str, Any]]:
-        if self._cursor is None:
-            await self.connect()
-        cursor = self._cursor
-        affected_rows = await cursor.execute(sql, args)
-        rows = await cursor.fetchall()  # the cursor's own list: it makes a new one per statement
-        self._record(cursor, affected_rows)
-        return rows if isinstance(rows, list) else list(rows)
-
     async def _reconnect_or_raise(self, exc: Exception, retry: bool) -> None:
         self._check_retry(exc, retry)
         try:
@@ -319,10 +317,17 @@ class BlockingMySQLConnection(_LongConnection):
         self._claim()
         try:
             try:
-                return self._run(sql, args)
+                if self._cursor is None:
+                    self.connect()
+                cursor = self._cursor
+                affected_rows = cursor.execute(sql, args)
             except Exception as exc:
                 self._reconnect_or_raise(exc, retry)
-            return self._run(sql, args)
+                cursor = self._cursor
+                affected_rows = cursor.execute(sql, args)
+            rows = cursor.fetchall()  # the cursor's own list: it makes a new one per statement
+            self._record(cursor, affected_rows)
+            return rows if isinstance(rows, list) else list(rows)
         finally:
             self._busy = False
 
@@ -396,15 +401,6 @@ class BlockingMySQLConnection(_LongConnection):
         finally:
             self._busy = False
             self._finish_transaction(error)
-
-    def _run(self, sql: str, args: Args) -> list[dict[str, Any]]:
-        if self._cursor is None:
-            self.connect()
-        cursor = self._cursor
-        affected_rows = cursor.execute(sql, args)
-        rows = cursor.fetchall()  # the cursor's own list: it makes a new one per statement
-        self._record(cursor, affected_rows)
-        return rows if isinstance(rows, list) else list(rows)
 
     def _reconnect_or_raise(self, exc: Exception, retry: bool) -> None:
         self._check_retry(exc, retry)
