@@ -15,7 +15,18 @@ import pytest
 from helpers import APPS, free_port, port_open, recv_exactly, recv_until, unix_open, wait_for
 from http_support import self_signed_certificate
 
-from pyswoole import BASE, SOCK_TCP, SOCK_UDP, SSL, Server, SettingsError, SSL_TLSv1, SSL_TLSv1_2, SSL_TLSv1_3
+from pyswoole import (
+    BASE,
+    SOCK_TCP,
+    SOCK_UDP,
+    SSL,
+    Client,
+    Server,
+    SettingsError,
+    SSL_TLSv1,
+    SSL_TLSv1_2,
+    SSL_TLSv1_3,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 
@@ -99,6 +110,31 @@ def test_openssl_s_client(run_server, certificate, mode):
     )
     assert b"Server: hello\n" in result.stdout, result.stderr
     assert b"verify return:1" in result.stderr
+
+
+def test_pyswoole_client_with_ssl_and_a_client_certificate(run_server, certificate, tmp_path):
+    (tmp_path / "client").mkdir()
+    client_cert, client_key = map(str, self_signed_certificate(tmp_path / "client"))
+    server = start(run_server, certificate, ssl_verify_peer=True, ssl_client_cert_file=client_cert)
+    client = Client(SOCK_TCP | SSL)
+    client.set(
+        {
+            "ssl_verify_peer": True,
+            "ssl_cafile": certificate[0],
+            "ssl_cert_file": client_cert,
+            "ssl_key_file": client_key,
+            "open_eof_split": True,
+            "package_eof": b"\n",
+        }
+    )
+    assert client.connect("127.0.0.1", server.port, timeout=5)
+    try:
+        client.send(b"from pyswoole\n")
+        assert client.recv() == b"Server: from pyswoole\n"
+        client.send(b"info\n")
+        assert json.loads(client.recv())["ssl_client_cert"].startswith("-----BEGIN CERTIFICATE-----")
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize("mode", ["base", "process"])
@@ -271,7 +307,7 @@ def test_start_fails_clearly_without_a_usable_certificate(run_server, certificat
 
 HTTPS_PORT_APP = """
 import sys
-from pyswoole import BASE, SOCK_TCP, SSL
+from pyswoole import BASE, SOCK_TCP, Client, SSL
 from pyswoole.http import Server
 
 port, tls_port, cert, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
