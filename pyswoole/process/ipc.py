@@ -93,12 +93,19 @@ class Mailbox:
         self._partial: dict[int, list[bytes]] = {}
         self._partial_fds: dict[int, list[int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._one_message = False
         self._poller: select.poll | None = None
 
     # -- receiving -----------------------------------------------------------------------------
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Deliver incoming messages to the handler from ``loop``."""
+    def attach(self, loop: asyncio.AbstractEventLoop, *, one_message_per_wakeup: bool = False) -> None:
+        """Deliver incoming messages to the handler from ``loop``.
+
+        With ``one_message_per_wakeup`` the loop hands over one whole message each time it finds
+        the socket readable, instead of reading until it is empty: a process that handles one
+        message at a time (a task worker) then never pays for the read that finds nothing.
+        """
         self._loop = loop
+        self._one_message = one_message_per_wakeup
         loop.add_reader(self.sock.fileno(), self._on_readable)
 
     def _recv(self) -> tuple[bytes, list[int]]:
@@ -115,23 +122,25 @@ class Mailbox:
                 datagram, fds = self._recv()
             except (BlockingIOError, InterruptedError):
                 return
-            self._accept(datagram, fds)
+            if self._accept(datagram, fds) and self._one_message:
+                return
 
     def receive(self, timeout: float | None = None) -> tuple[int, int, bytes, list[int]] | None:
         """Blocking receive of one whole message, for code that cannot wait on the event loop;
         None after ``timeout`` seconds. (The socket stays non-blocking: poll, then receive.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock.fileno(), select.POLLIN)
+        poll = self._poller.poll
         while True:
+            if not poll(-1 if deadline is None else max(0.0, (deadline - time.monotonic()) * 1000)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                continue
             try:
                 datagram, fds = self._recv()
             except (BlockingIOError, InterruptedError):
-                wait = -1 if deadline is None else (deadline - time.monotonic()) * 1000
-                if deadline is not None and wait <= 0:
-                    return None
-                if self._poller is None:
-                    self._poller = select.poll()
-                    self._poller.register(self.sock.fileno(), select.POLLIN)
-                self._poller.poll(wait)
                 continue
             message = self._join(datagram, fds)
             if message is not None:
@@ -163,14 +172,19 @@ class Mailbox:
             payload = b"".join(parts)
         return kind, sender, payload, self._partial_fds.pop(sender, [])
 
-    def _accept(self, datagram: bytes, fds: list[int]) -> None:
+    def _accept(self, datagram: bytes, fds: list[int]) -> bool:
+        """Pass a datagram on; True when it completed a message."""
         message = self._join(datagram, fds)
-        if message is None or self.handler is None:
-            return
-        try:
-            self.handler(*message)
-        except Exception:
-            log.exception("IPC message of kind %d from pid %d could not be handled", message[0], message[1])
+        if message is None:
+            return False
+        if self.handler is not None:
+            try:
+                self.handler(*message)
+            except Exception:
+                log.exception(
+                    "IPC message of kind %d from pid %d could not be handled", message[0], message[1]
+                )
+        return True
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, pid: int, kind: int, *payload: bytes | memoryview, fds: tuple[int, ...] = ()) -> bool:
@@ -179,20 +193,21 @@ class Mailbox:
         ``fds`` are passed along (SCM_RIGHTS) with the first datagram; they are duplicated at
         once, so the caller may close its own copies when ``send`` returns.
         """
-        peer = self._peers.get(pid)
+        peer = self._peers.get(pid) or self._connect(pid)
         if peer is None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            try:
-                sock.connect(mailbox_address(self.namespace, pid))
-            except OSError:
-                sock.close()
-                return False
-            sock.setblocking(False)
-            _set_buffers(sock, self.buffer_size)
-            peer = self._peers[pid] = _Peer(sock)
-        size = sum(len(p) for p in payload)
+            return False
+        size = sum(map(len, payload))
         if size <= CHUNK:
-            datagrams = [[HEADER.pack(kind, 0, self.pid), *payload]]
+            datagram = [HEADER.pack(kind, 0, self.pid), *payload]
+            if not fds and not peer.outbox:  # the usual case: one datagram, sent at once
+                try:
+                    peer.sock.sendmsg(datagram)
+                    return True
+                except (BlockingIOError, InterruptedError):
+                    pass  # the peer's queue is full: wait in the outbox
+                except OSError as exc:
+                    return self._send_failed(pid, exc)
+            datagrams = [datagram]
         else:
             data = b"".join(payload)
             last = (size - 1) // CHUNK
@@ -205,6 +220,24 @@ class Mailbox:
         peer.outbox.extend(datagrams)
         return self._flush(pid, peer)
 
+    def _connect(self, pid: int) -> _Peer | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            sock.connect(mailbox_address(self.namespace, pid))
+        except OSError:
+            sock.close()
+            return None
+        sock.setblocking(False)
+        _set_buffers(sock, self.buffer_size)
+        peer = self._peers[pid] = _Peer(sock)
+        return peer
+
+    def _send_failed(self, pid: int, exc: OSError) -> bool:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN):
+            log.warning("IPC send to pid %d failed: %s", pid, exc)
+        self.forget(pid)
+        return False
+
     def _flush(self, pid: int, peer: _Peer) -> bool:
         outbox = peer.outbox
         sendmsg = peer.sock.sendmsg
@@ -212,7 +245,10 @@ class Mailbox:
             try:
                 head = outbox[0]
                 if type(head) is _WithFds:
-                    sendmsg(head, [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(head.fds)}i", *head.fds))])
+                    sendmsg(
+                        head,
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(head.fds)}i", *head.fds))],
+                    )
                     head.close_fds()
                 else:
                     sendmsg(head)
@@ -225,10 +261,7 @@ class Mailbox:
                     self._loop.add_writer(peer.sock.fileno(), self._on_writable, pid)
                 return True
             except OSError as exc:
-                if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTCONN):
-                    log.warning("IPC send to pid %d failed: %s", pid, exc)
-                self.forget(pid)
-                return False
+                return self._send_failed(pid, exc)
             outbox.popleft()
         return True
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pyswoole.coroutine import runner
 from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
 
@@ -39,26 +40,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyswoole")
 
-MSG_TASK = 10  # TASK: !iiii src pid, src worker id, task id, wanted task worker (-1: any), then a pickle
-MSG_FINISH = 11  # FINISH: !iB task id, status (0 result, 1 error, 2 none), then a pickle
+MSG_TASK = 10  # TASK: !iiiiB src pid, src worker id, task id, wanted task worker (-1: any), format; data
+MSG_FINISH = 11  # FINISH: !iBB task id, status (0 result, 1 error, 2 none), format; data
 MSG_IDLE = 12  # IDLE: !i task worker id: "I am free and the queue is not empty: give me a task"
 MSG_TASK_WORKER_GONE = 13  # manager -> workers: !i pid of a task worker that exited
 PID = struct.Struct("!i")
 IDLE, TAKEN = 0, 1
-TASK_HEAD = struct.Struct("!iiii")
-FINISH_HEAD = struct.Struct("!iB")
+TASK_HEAD = struct.Struct("!iiiiB")
+FINISH_HEAD = struct.Struct("!iBB")
 TASK_WORKER = struct.Struct("!i")
 STATUS_OK = 0
 STATUS_ERROR = 1
 STATUS_EMPTY = 2  # the task ended without a result: no finish event
+FORMAT_PICKLE, FORMAT_BYTES, FORMAT_STR = 0, 1, 2  # how the data after a TASK or FINISH head is encoded
 
 
 class TaskError(RuntimeError):
     """A task could not produce a result (its task worker died, or the task raised)."""
 
 
-def _dumps(value: Any) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+def _encode(value: Any) -> tuple[int, bytes]:
+    """(format, data): bytes go as they are, str as UTF-8, anything else as a pickle."""
+    kind = type(value)
+    if kind is bytes:
+        return FORMAT_BYTES, value
+    if kind is str:
+        return FORMAT_STR, value.encode("utf-8", "surrogatepass")
+    return FORMAT_PICKLE, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _decode(data_format: int, payload: bytes, offset: int) -> Any:
+    """The value encoded in ``payload`` from ``offset`` on."""
+    if data_format == FORMAT_BYTES:
+        return payload[offset:]
+    if data_format == FORMAT_STR:
+        return str(memoryview(payload)[offset:], "utf-8", "surrogatepass")
+    return pickle.loads(memoryview(payload)[offset:])
 
 
 def _result(status: int, value: Any) -> Any:
@@ -122,7 +139,8 @@ class TaskDispatcher:
         if lost is not None:
             sender, payload = lost
             task_id = TASK_HEAD.unpack_from(payload)[2]
-            self.mailbox.send(sender, MSG_FINISH, FINISH_HEAD.pack(task_id, STATUS_ERROR), _dumps(reason))
+            head = FINISH_HEAD.pack(task_id, STATUS_ERROR, FORMAT_STR)
+            self.mailbox.send(sender, MSG_FINISH, head, reason.encode())
         for worker_id in range(self.server.setting["worker_num"]):  # their tasks there are lost
             row = self.registry.worker(worker_id)
             if row and row["pid"]:
@@ -169,6 +187,8 @@ class TaskWorker:
         self.task_worker_id = task_worker_id
         self.state = self.registry.task_states[task_worker_id]
         self.worker_id = server.setting["worker_num"] + task_worker_id
+        self.coroutine_tasks = server.setting["task_enable_coroutine"]
+        self.max_request = server.setting["task_max_request"]
         self.mailbox: Mailbox | None = None
         self.current: tuple[int, int] | None = None  # (sender pid, task id) of the running task
         self.finished = False
@@ -196,7 +216,7 @@ class TaskWorker:
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_signal_handler(signal.SIGRTMIN, self.server._reopen_logs)
         self.mailbox = Mailbox(self.server._namespace, self._on_message)
-        self.mailbox.attach(loop)
+        self.mailbox.attach(loop, one_message_per_wakeup=True)  # one task at a time
         self.registry.set_worker(self.worker_id, pid=os.getpid(), status=2, start_time=int(time.time()))
         callback = self.server.callbacks.get("worker_start")
         if callback is not None:
@@ -246,16 +266,19 @@ class TaskWorker:
             payload = self.backlog.popleft()
             self.running = True
             outcome = self._start_task(payload)
-            if outcome is not None:  # an async task: resume from its completion
-                outcome.add_done_callback(lambda _: self._after_task())
+            if outcome is not None:  # an async task that suspended: resume from its completion
+                outcome.add_done_callback(self._after_async_task)
                 return
             self._after_task(schedule=False)
         self.running = False
 
+    def _after_async_task(self, _: asyncio.Task) -> None:
+        self._after_task()
+
     def _after_task(self, schedule: bool = True) -> None:
         self.current = None
         self.done += 1
-        max_request = self.server.setting["task_max_request"]
+        max_request = self.max_request
         if max_request and self.done >= max_request and not self.stopping:
             self.stopping = True
             asyncio.get_running_loop().call_soon(self._end)
@@ -265,24 +288,26 @@ class TaskWorker:
             self.running = False
             self._next()
 
-    def _start_task(self, payload: bytes) -> asyncio.Future | None:
-        src_pid, src_worker_id, task_id, _ = TASK_HEAD.unpack_from(payload)
+    def _start_task(self, payload: bytes) -> asyncio.Task | None:
+        """Run one task; an async one runs in place until it first suspends, and only then
+        becomes an asyncio Task (returned, so that the next task waits for it)."""
+        src_pid, src_worker_id, task_id, _, data_format = TASK_HEAD.unpack_from(payload)
         self.current = (src_pid, task_id)
         self.finished = False
         callback = self.server.callbacks.get("task")
         try:
-            data = pickle.loads(payload[TASK_HEAD.size :])
+            data = _decode(data_format, payload, TASK_HEAD.size)
             if callback is None:
                 raise TaskError("no 'task' callback is registered")
-            if self.server.setting["task_enable_coroutine"]:
+            if self.coroutine_tasks:
                 result = callback(self.server, TaskObject(self, task_id, src_worker_id, data))
             else:
                 result = callback(self.server, task_id, src_worker_id, data)
         except Exception as exc:
             self._failed(task_id, src_worker_id, exc)
             return None
-        if inspect.isawaitable(result):
-            return asyncio.ensure_future(self._finish_async(result, task_id, src_worker_id))
+        if hasattr(result, "__await__"):
+            return runner.start(self._finish_async(result, task_id, src_worker_id), name="task")
         self._complete(result)
         return None
 
@@ -295,7 +320,14 @@ class TaskWorker:
             self._complete(result)
 
     def _failed(self, task_id: int, src_worker_id: int, exc: Exception) -> None:
-        log.error("task %d from worker %d raised %s: %s", task_id, src_worker_id, type(exc).__name__, exc, exc_info=exc)
+        log.error(
+            "task %d from worker %d raised %s: %s",
+            task_id,
+            src_worker_id,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
+        )
         self._reply(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
 
     def _complete(self, result: Any) -> None:
@@ -312,7 +344,8 @@ class TaskWorker:
         assert self.current is not None and self.mailbox is not None
         self.finished = True
         src_pid, task_id = self.current
-        return self.mailbox.send(src_pid, MSG_FINISH, FINISH_HEAD.pack(task_id, status), _dumps(value))
+        data_format, data = _encode(value)
+        return self.mailbox.send(src_pid, MSG_FINISH, FINISH_HEAD.pack(task_id, status, data_format), data)
 
 
 # -- worker side -----------------------------------------------------------------------------------
@@ -325,9 +358,9 @@ class TaskClient:
         self.worker_id = worker_id
         self.next_id = 0
         self.callbacks: dict[int, Callable[..., Any]] = {}
-        self.waiters: dict[int, asyncio.Future] = {}
+        self.waiters: dict[int, _Waiting] = {}  # task id -> the wait_async call that wants it
         self.blocking_results: dict[int, tuple[int, Any]] = {}
-        self.blocking_wanted: set[int] = set()
+        self.blocking_wanted: set[int] | frozenset[int] = frozenset()
         self.pid = os.getpid()
         self.registry = server._registry
         self.worker_num = server.setting["worker_num"]
@@ -335,14 +368,13 @@ class TaskClient:
 
     def send(self, data: Any, dst_task_worker: int = -1) -> int | bool:
         """Dispatch a task; its id, or False when the queue is full (nothing is sent then)."""
-        body = _dumps(data)
+        data_format, body = _encode(data)
         task_id = self.next_id
-        head = TASK_HEAD.pack(self.pid, self.worker_id, task_id, dst_task_worker)
+        head = TASK_HEAD.pack(self.pid, self.worker_id, task_id, dst_task_worker, data_format)
         registry = self.registry
         index = claim_task_worker(registry, dst_task_worker)
         if index is not None:
-            row = registry.worker(self.worker_num + index)
-            pid = row["pid"] if row else 0
+            pid = registry.workers.get(str(self.worker_num + index), "pid")
             if pid and self.mailbox.send(pid, MSG_TASK, head, body):
                 self.next_id += 1
                 self.in_flight[pid][task_id] = None
@@ -368,8 +400,8 @@ class TaskClient:
             self._deliver(task_id, STATUS_ERROR, reason)
 
     def on_finish(self, payload: bytes, sender: int) -> None:
-        task_id, status = FINISH_HEAD.unpack_from(payload)
-        value = pickle.loads(payload[FINISH_HEAD.size :])
+        task_id, status, data_format = FINISH_HEAD.unpack_from(payload)
+        value = _decode(data_format, payload, FINISH_HEAD.size)
         tasks = self.in_flight.get(sender)
         if tasks is not None:
             tasks.pop(task_id, None)
@@ -380,10 +412,9 @@ class TaskClient:
             self.blocking_results[task_id] = (status, value)
             return
         result = _result(status, value)
-        waiter = self.waiters.pop(task_id, None)
-        if waiter is not None:
-            if not waiter.done():
-                waiter.set_result(result)
+        waiting = self.waiters.pop(task_id, None)
+        if waiting is not None:
+            waiting.add(task_id, result)
             return
         callback = self.callbacks.pop(task_id, None) or self.server.callbacks.get("finish")
         if status == STATUS_EMPTY:
@@ -396,47 +427,67 @@ class TaskClient:
     def wait_blocking(self, task_ids: list[int], timeout: float) -> dict[int, Any]:
         """Block (no event loop turn) until these tasks finish or ``timeout``; other messages are
         kept and handled afterwards, in order."""
-        self.blocking_wanted = set(task_ids)
+        wanted = self.blocking_wanted = frozenset(task_ids)
+        results = self.blocking_results = {}
         deadline = time.monotonic() + timeout
         deferred = []
+        receive = self.mailbox.receive
         try:
-            while not all(t in self.blocking_results for t in task_ids):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                message = self.mailbox.receive(remaining)
+            while len(results) < len(wanted):
+                message = receive(deadline - time.monotonic())
                 if message is None:
                     break
                 kind, sender, payload, _ = message
-                if kind == MSG_FINISH and FINISH_HEAD.unpack_from(payload)[0] in self.blocking_wanted:
+                if kind == MSG_FINISH and FINISH_HEAD.unpack_from(payload)[0] in wanted:
                     self.on_finish(payload, sender)
                 elif kind == MSG_TASK_WORKER_GONE:
                     self.task_worker_gone(payload)
                 else:
                     deferred.append(message)
         finally:
-            self.blocking_wanted = set()
-            handler = self.mailbox.handler
-            loop = asyncio.get_event_loop()
-            for message in deferred:
-                loop.call_soon(handler, *message)  # type: ignore[misc]
-        results = {}
-        for task_id in task_ids:
-            if task_id in self.blocking_results:
-                status, value = self.blocking_results.pop(task_id)
-                results[task_id] = _result(status, value)
-        return results
+            self.blocking_wanted = frozenset()
+            if deferred:
+                handler = self.mailbox.handler
+                loop = asyncio.get_event_loop()
+                for message in deferred:
+                    loop.call_soon(handler, *message)  # type: ignore[misc]
+        return {task_id: _result(*outcome) for task_id, outcome in results.items()}
 
     async def wait_async(self, task_ids: list[int], timeout: float) -> dict[int, Any]:
+        """Wait from a coroutine until these tasks finish or ``timeout``: one future and one timer
+        for the whole wait, whatever the number of tasks."""
+        if not task_ids:
+            return {}
         loop = asyncio.get_running_loop()
-        futures = {}
+        waiting = _Waiting(loop.create_future(), len(task_ids))
         for task_id in task_ids:
-            future = futures[task_id] = loop.create_future()
-            self.waiters[task_id] = future
-        done, _ = await asyncio.wait(futures.values(), timeout=timeout)
-        results = {}
-        for task_id, future in futures.items():
-            self.waiters.pop(task_id, None)
-            if future in done:
-                results[task_id] = future.result()
-        return results
+            self.waiters[task_id] = waiting
+        timer = loop.call_later(timeout, waiting.expire)
+        try:
+            await waiting.done
+        finally:
+            timer.cancel()
+            for task_id in task_ids:
+                self.waiters.pop(task_id, None)
+        return waiting.results
+
+
+class _Waiting:
+    """One ``wait_async`` call: the results so far, and the future it sleeps on."""
+
+    __slots__ = ("done", "missing", "results")
+
+    def __init__(self, done: asyncio.Future, missing: int):
+        self.done = done
+        self.missing = missing
+        self.results: dict[int, Any] = {}
+
+    def add(self, task_id: int, result: Any) -> None:
+        self.results[task_id] = result
+        self.missing -= 1
+        if not self.missing:
+            self.expire()
+
+    def expire(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
