@@ -332,19 +332,16 @@ class WebSocketConnection(HttpConnection):
     def push(self, data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bool:
         """Send one frame; False if not an open WebSocket or the output buffer is full."""
         codec = self.codec
-        if codec is None or codec.close_sent or self.paused_writing:
+        if codec is None or codec.close_sent or self.paused_writing or self.closing:
             return False
         if flags == FLAG_FIN and 0 < opcode < OPCODE_CLOSE and codec.plain_output:
             frame = pack(data, opcode)  # codec.encode's own shortcut, inlined: the hot path
         else:
             frame = codec.encode(data, opcode, flags)
-        transport = self.transport
-        if transport.is_closing():
-            return False
         self.bytes_out += len(frame)  # StreamConnection.send inlined: this is the hot path
         batch = self.batch
         if batch is None:
-            transport.write(frame)
+            self.transport.write(frame)
         else:
             batch.append(frame)
         return True
@@ -500,8 +497,7 @@ class Server(http.Server):
         ``FLAG_COMPRESS`` compresses when the connection negotiated permessage-deflate and this
         worker owns it (from another worker the frame goes uncompressed, which RFC 7692 allows).
         """
-        worker = self._worker
-        conn = worker.connections.get(fd) if worker is not None else None
+        conn = self._connections.get(fd)
         if conn is not None:
             return conn.push(data, opcode, flags) if isinstance(conn, WebSocketConnection) else False
         if self._remote_status(fd) != STATUS_ACTIVE:
