@@ -103,6 +103,21 @@ def test_dict_rows_and_statement_errors_propagate_without_reconnect(
     run(main())
 
 
+def test_statements_share_one_cursor_yet_each_returns_a_list_of_its_own(mariadb: Any, flavor: str) -> None:
+    async def main() -> None:
+        conn = connection(mariadb, flavor)
+        first = await conn.query("SELECT 1 AS n")
+        first.append({"n": 99})
+        assert await conn.query("SELECT 2 AS n") == [{"n": 2}]
+        assert first == [{"n": 1}, {"n": 99}]
+        assert await conn.query("SELECT 1 AS n FROM DUAL WHERE 0") == []
+        assert await conn.execute("SELECT 3 AS n UNION SELECT 4") == 2
+        assert conn.connects == 1
+        await conn.close()
+
+    run(main())
+
+
 def test_restart_between_two_queries_reconnects_once(mariadb: Any, flavor: str) -> None:
     async def main() -> None:
         conn = connection(mariadb, flavor)
