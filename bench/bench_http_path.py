@@ -83,8 +83,12 @@ class FakeWorker:
         return True
 
 
-def make_server(handler: str) -> Server:
+def make_server(handler: str, static: bool) -> Server:
     server = Server("127.0.0.1", 0)
+    if static:  # as bench/servers/pyswoole_http.py: the static handler looks at every request first
+        server.set(
+            {"document_root": "/tmp", "enable_static_handler": True, "static_handler_locations": ["/static"]}
+        )
 
     if handler == "async":
 
@@ -103,8 +107,10 @@ def make_server(handler: str) -> Server:
     return server
 
 
-async def measure(requests: int, pipeline: int, handler: str, profile: bool, freeze: bool) -> float:
-    server = make_server(handler)
+async def measure(
+    requests: int, pipeline: int, handler: str, profile: bool, freeze: bool, static: bool
+) -> float:
+    server = make_server(handler, static)
     worker = FakeWorker(server, asyncio.get_running_loop())
     conn = HttpConnection(worker, server.ports[0])  # type: ignore[arg-type]
     transport = FakeTransport()
@@ -138,15 +144,19 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
+    parser.add_argument("--static", action="store_true", help="static handler on /static, as in bench_http")
     args = parser.parse_args()
     results = []
     for _ in range(1 if args.profile else args.reps):
         results.append(
-            uvloop.run(measure(args.requests, args.pipeline, args.handler, args.profile, args.gc_freeze))
+            uvloop.run(
+                measure(args.requests, args.pipeline, args.handler, args.profile, args.gc_freeze, args.static)
+            )
         )
     results.sort()
     print(
-        f"{args.handler} handler, pipeline {args.pipeline}{', gc.freeze()' if args.gc_freeze else ''}: "
+        f"{args.handler} handler, pipeline {args.pipeline}{', gc.freeze()' if args.gc_freeze else ''}"
+        f"{', static handler' if args.static else ''}: "
         f"{results[len(results) // 2]:.2f} µs CPU/request (min {results[0]:.2f})"
     )
 

@@ -143,9 +143,11 @@ static int on_header_value_complete(llhttp_t *p) {
     Parser *self = PARSER(p);
     self->head_size += 4; /* ": " and CRLF */
     if (check_head(self, "header section too large")) return -1;
-    PyObject *pair = Py_BuildValue("(y#y#)", self->field.data ? self->field.data : "",
-                                   (Py_ssize_t)self->field.len, self->value.data ? self->value.data : "",
-                                   (Py_ssize_t)self->value.len);
+    PyObject *name = PyBytes_FromStringAndSize(self->field.data, (Py_ssize_t)self->field.len);
+    PyObject *value = PyBytes_FromStringAndSize(self->value.data, (Py_ssize_t)self->value.len);
+    PyObject *pair = name == NULL || value == NULL ? NULL : PyTuple_Pack(2, name, value);
+    Py_XDECREF(name);
+    Py_XDECREF(value);
     if (pair == NULL) return fail_from_python(self);
     self->head_size += (Py_ssize_t)(self->field.len + self->value.len);
     self->field.len = self->value.len = 0;

@@ -72,6 +72,20 @@ static int is_special(PyObject *key) {
            (n == 17 && PyUnicode_Compare(key, str_transfer_encoding) == 0);
 }
 
+/* "key: value\r\n" */
+static PyObject *header_line(PyObject *key, PyObject *value) {
+    if (!PyUnicode_IS_ASCII(key) || !PyUnicode_IS_ASCII(value)) return PyUnicode_FromFormat("%U: %U\r\n", key, value);
+    Py_ssize_t key_len = PyUnicode_GET_LENGTH(key), value_len = PyUnicode_GET_LENGTH(value);
+    PyObject *line = PyUnicode_New(key_len + value_len + 4, 127);
+    if (line == NULL) return NULL;
+    Py_UCS1 *out = PyUnicode_1BYTE_DATA(line);
+    memcpy(out, PyUnicode_1BYTE_DATA(key), key_len);
+    memcpy(out + key_len, ": ", 2);
+    memcpy(out + key_len + 2, PyUnicode_1BYTE_DATA(value), value_len);
+    memcpy(out + key_len + 2 + value_len, "\r\n", 2);
+    return line;
+}
+
 /* header(key, value, format=True) */
 static PyObject *Core_header(ResponseCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     if (self->state != FRESH) Py_RETURN_FALSE;
@@ -85,7 +99,7 @@ static PyObject *Core_header(ResponseCore *self, PyObject *const *args, Py_ssize
     PyObject *value = args[1];
     if (is_special(key) || has_line_break(value))
         return fall_back(self, str_set_header, args, nargs, kwnames);
-    PyObject *line = PyUnicode_FromFormat("%U: %U\r\n", key, value);
+    PyObject *line = header_line(key, value);
     if (line == NULL) return NULL;
     if (self->headers == Py_None) {
         PyObject *headers = PyDict_New();
