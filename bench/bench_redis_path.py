@@ -102,8 +102,8 @@ class FakeWorker:
         return True
 
 
-def load_example() -> Any:
-    spec = importlib.util.spec_from_file_location("kv_server", EXAMPLE)
+def load_example(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("kv_server", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -112,7 +112,9 @@ def load_example() -> Any:
 
 async def measure(kv: Any, test: str, commands: int, pipeline: int, profile: bool) -> float:
     server = Server("127.0.0.1", 0)
-    kv.register(server, kv.Store(1024, 1024))
+    store = kv.Store(1024, 1024)
+    store.set(server, 0, [b"key:__rand_int__", b"xxx"])  # GET finds it, as after redis-benchmark's SET
+    kv.register(server, store)
     worker = FakeWorker(server, asyncio.get_running_loop())
     conn = RedisConnection(worker, server.ports[0])  # type: ignore[arg-type]
     transport = FakeTransport()
@@ -143,8 +145,9 @@ def main() -> None:
     parser.add_argument("--tests", default=",".join(TESTS), help=f"some of {','.join(TESTS)}")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--example", type=Path, default=EXAMPLE, help="another version of kv_server.py")
     args = parser.parse_args()
-    kv = load_example()
+    kv = load_example(args.example)
     for test in args.tests.split(","):
         results = [
             uvloop.run(measure(kv, test, args.commands, args.pipeline, args.profile))

@@ -12,9 +12,13 @@ Commands, with Redis's replies and error texts (wrong arity, wrong type, not an 
 There are no transactions (``MULTI``/``EXEC``): use redis-py's ``pipeline(transaction=False)``.
 
 The data lives in one shared-memory ``pyswoole.shm.Table`` made before the workers fork, so every
-worker (and every connection, whichever worker serves it) sees the same keys. Reads take no lock;
-every write holds one process-shared ``Lock``, so commands never interleave halfway (INCR is
-atomic, SET NX is a real test-and-set). Expired keys are removed when they are next touched.
+worker (and every connection, whichever worker serves it) sees the same keys. A value that is an
+integer is kept as a number (as Redis does), so INCR is one atomic ``Table.incr_if``. Reads take
+no lock, and every write is one atomic Table operation: ``set`` for a plain SET, and for a command
+that reads before it writes (SET NX/XX, DEL, EXPIRE, HSET, INCR of a key with an expiry) a
+compare-and-set, ``Table.replace``, retried when another process changed the key in between. So
+commands never interleave halfway (INCR is atomic, SET NX is a real test-and-set); MSET sets its
+keys one after the other. Expired keys are removed when they are next touched.
 
 Limits of this store (Redis has none of them):
 
@@ -35,11 +39,15 @@ import re
 import time
 
 from pyswoole.redis import Reply, ReplyError, Server
-from pyswoole.shm import Lock, Table, TableFullError
+from pyswoole.shm import Table, TableFullError
 
+INTEGER_TYPE = 0  # a string that is a 64-bit integer, kept in "number" (0: what incr_if creates)
 STRING_TYPE = 1
 HASH_TYPE = 2
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INTEGER_START = frozenset(b"-0123456789")
+PLAIN_INTEGER = {"type": INTEGER_TYPE, "expire": 0}  # the rows INCR changes in one step
+STRING_COLUMNS = ("type", "expire", "number", "value")  # what GET reads, as a tuple
 
 OK = Reply(b"+OK\r\n")
 PONG = Reply(b"+PONG\r\n")
@@ -102,52 +110,67 @@ def glob_to_regex(pattern: bytes) -> re.Pattern[bytes]:
     return re.compile(b"".join(out), re.DOTALL)
 
 
+def is_expired(row: dict, now: int | None = None) -> bool:
+    expire = row["expire"]
+    return bool(expire) and expire <= (now_ms() if now is None else now)
+
+
 class Store:
-    """Keys in a shared Table: a type, an expiry (ms since the epoch, 0 for none) and a value."""
+    """Keys in a shared Table: a type, an expiry (ms since the epoch, 0 for none) and a value
+    (``number`` for an integer, ``value`` for other strings and for hashes, serialised)."""
 
     def __init__(self, rows: int, value_size: int):
         self.value_size = value_size
+        self.integer_size = min(20, value_size)  # the longest integer, "-9223372036854775808"
         self.table = Table(rows)
         self.table.column("type", Table.TYPE_INT)
         self.table.column("expire", Table.TYPE_INT)
+        self.table.column("number", Table.TYPE_INT)
         self.table.column("value", Table.TYPE_STRING, value_size)
         self.table.create()
-        self.lock = Lock()
 
     # -- rows -------------------------------------------------------------------------------------
-    def row(self, key: bytes, locked: bool = False) -> dict | None:
-        """The live row of ``key`` (an expired one is removed; ``locked``: the caller holds the lock)."""
+    def stored(self, key: bytes) -> dict | None:
+        """The row of ``key`` as it is, expired or not (None: missing, or too long to be a key)."""
         try:
-            row = self.table.get(key)
-        except ValueError:  # a key longer than the table takes cannot be there
+            return self.table.get(key)
+        except ValueError:
             return None
-        if row is None:
-            return None
-        expire = row["expire"]
-        if expire and expire <= now_ms():
-            if locked:
-                self.table.delete(key)
-            else:
-                with self.lock:
-                    current = self.table.get(key)
-                    if current is not None and current["expire"] == expire:
-                        self.table.delete(key)
-            return None
-        return row
 
-    def write(self, key: bytes, values: dict) -> None:
+    def row(self, key: bytes) -> dict | None:
+        """The live row of ``key``; an expired one is removed (unless it changed meanwhile)."""
+        row = self.stored(key)
+        if row is None or not row["expire"] or row["expire"] > now_ms():
+            return row
+        self.table.replace(key, row, None)
+        return None
+
+    def string_row(self, value: bytes, expire: int = 0) -> dict:
+        """The columns that hold a string value: an integer as a number."""
+        if value and value[0] in INTEGER_START and len(value) <= self.integer_size:
+            try:
+                number = int(value)
+            except ValueError:
+                number = None
+            if number is not None and b"%d" % number == value and INT64_MIN <= number <= INT64_MAX:
+                return {"type": INTEGER_TYPE, "expire": expire, "number": number}
+        return {"type": STRING_TYPE, "expire": expire, "value": value}
+
+    def write_failed(self, key: bytes, exc: Exception) -> ReplyError:
+        """The reply to a write the Table refused (``ValueError``, ``TableFullError``)."""
+        if isinstance(exc, TableFullError):
+            return OUT_OF_MEMORY
         if len(key) > Table.KEY_MAX:
-            raise ReplyError(f"ERR key is longer than {Table.KEY_MAX} bytes")
-        value = values.get("value")
-        if value is not None and len(value) > self.value_size:
-            raise ReplyError(f"ERR value is longer than {self.value_size} bytes")
-        try:
-            self.table.set(key, values)
-        except TableFullError:
-            raise OUT_OF_MEMORY from None
+            return ReplyError(f"ERR key is longer than {Table.KEY_MAX} bytes")
+        return ReplyError(f"ERR value is longer than {self.value_size} bytes")
 
-    def hash(self, key: bytes, locked: bool = False) -> dict[bytes, bytes]:
-        row = self.row(key, locked)
+    def replace(self, key: bytes, stored: dict | None, values: dict | None) -> bool:
+        try:
+            return self.table.replace(key, stored, values)
+        except (ValueError, TableFullError) as exc:
+            raise self.write_failed(key, exc) from None
+
+    def hash(self, row: dict | None) -> dict[bytes, bytes]:
         if row is None:
             return {}
         if row["type"] != HASH_TYPE:
@@ -156,7 +179,7 @@ class Store:
 
     def live_keys(self) -> list[bytes]:
         now = now_ms()
-        return [key for key, row in self.table if not row["expire"] or row["expire"] > now]
+        return [key for key, row in self.table if not is_expired(row, now)]
 
     # -- commands ---------------------------------------------------------------------------------
     def ping(self, server, fd, args):
@@ -174,21 +197,36 @@ class Store:
     def get(self, server, fd, args):
         if len(args) != 1:
             raise arity("get")
-        row = self.row(args[0])
+        try:
+            row = self.table.get(args[0], STRING_COLUMNS)
+        except ValueError:  # a key longer than the table takes cannot be there
+            return None
         if row is None:
             return None
-        if row["type"] != STRING_TYPE:
-            raise WRONGTYPE
-        return row["value"]
+        kind, expire, number, value = row
+        if expire and expire <= now_ms():
+            return self.row(args[0])  # removes it: None
+        if kind == STRING_TYPE:
+            return value
+        if kind == INTEGER_TYPE:
+            return b"%d" % number
+        raise WRONGTYPE
 
     def set(self, server, fd, args):
+        if len(args) != 2:
+            return self.set_with_options(args)
+        key, value = args
+        row = self.string_row(value) if value[:1].isdigit() or value[:1] == b"-" else None
+        try:
+            self.table.set(key, row or {"type": STRING_TYPE, "expire": 0, "value": value})
+        except (ValueError, TableFullError) as exc:
+            raise self.write_failed(key, exc) from None
+        return OK
+
+    def set_with_options(self, args):
         if len(args) < 2:
             raise arity("set")
         key, value = args[0], args[1]
-        if len(args) == 2:
-            with self.lock:
-                self.write(key, {"type": STRING_TYPE, "expire": 0, "value": value})
-            return OK
         condition, unit, amount, i = b"", b"", b"", 2
         while i < len(args):
             option = args[i].upper()
@@ -208,17 +246,24 @@ class Store:
             expire = milliseconds * (1000 if unit == b"EX" else 1) + now_ms()
             if expire > INT64_MAX:
                 raise expire_time("set")
-        with self.lock:
-            if condition and (self.row(key, locked=True) is None) != (condition == b"NX"):
+        row = self.string_row(value, expire)
+        while True:
+            stored = self.stored(key)
+            if condition and (stored is None or is_expired(stored)) != (condition == b"NX"):
                 return None
-            self.write(key, {"type": STRING_TYPE, "expire": expire, "value": value})
-        return OK
+            if self.replace(key, stored, row):
+                return OK
 
     def delete(self, server, fd, args):
         if not args:
             raise arity("del")
-        with self.lock:
-            return sum(self.row(key, locked=True) is not None and self.table.delete(key) for key in args)
+        removed = 0
+        for key in args:
+            while (stored := self.stored(key)) is not None:
+                if self.table.replace(key, stored, None):
+                    removed += not is_expired(stored)
+                    break
+        return removed
 
     def exists(self, server, fd, args):
         if not args:
@@ -241,34 +286,56 @@ class Store:
         return self.add(args[0], to_int(args[1]))
 
     def add(self, key: bytes, amount: int) -> int:
-        with self.lock:
-            row = self.row(key, locked=True)
-            if row is None:
-                self.write(key, {"type": STRING_TYPE, "expire": 0, "value": b"%d" % amount})
-                return amount
-            if row["type"] != STRING_TYPE:
+        try:
+            number = self.table.incr_if(key, "number", amount, PLAIN_INTEGER)
+        except OverflowError:
+            raise OVERFLOW from None
+        except (ValueError, TableFullError) as exc:
+            raise self.write_failed(key, exc) from None
+        return self.add_slowly(key, amount) if number is None else number
+
+    def add_slowly(self, key: bytes, amount: int) -> int:
+        """INCR of a key with an expiry, or not holding an integer: read, check, compare-and-set."""
+        while True:
+            stored = self.stored(key)
+            if stored is None or is_expired(stored):
+                number = amount
+                row = {"type": INTEGER_TYPE, "expire": 0, "number": number}
+            elif stored["type"] == INTEGER_TYPE:
+                number = stored["number"] + amount
+                if not INT64_MIN <= number <= INT64_MAX:
+                    raise OVERFLOW
+                row = {"number": number}  # the expiry stays
+            elif stored["type"] == STRING_TYPE:
+                raise NOT_INTEGER
+            else:
                 raise WRONGTYPE
-            number = to_int(row["value"]) + amount
-            if not INT64_MIN <= number <= INT64_MAX:
-                raise OVERFLOW
-            self.table.set(key, {"value": b"%d" % number})  # the expiry stays; 20 bytes always fit
-        return number
+            if self.replace(key, stored, row):
+                return number
 
     def mget(self, server, fd, args):
         if not args:
             raise arity("mget")
         values = []
         for key in args:
-            row = self.row(key)
-            values.append(row["value"] if row is not None and row["type"] == STRING_TYPE else None)
+            try:
+                values.append(self.get(server, fd, [key]))
+            except ReplyError:  # not a string: nil, as in Redis
+                values.append(None)
         return values
 
     def mset(self, server, fd, args):
         if not args or len(args) % 2:
             raise arity("mset")
-        with self.lock:
-            for key, value in zip(args[::2], args[1::2], strict=True):
-                self.write(key, {"type": STRING_TYPE, "expire": 0, "value": value})
+        pairs = list(zip(args[::2], args[1::2], strict=True))
+        for key, value in pairs:  # refuse before writing anything
+            if len(key) > Table.KEY_MAX or len(value) > self.value_size:
+                raise self.write_failed(key, ValueError())
+        for key, value in pairs:
+            try:
+                self.table.set(key, self.string_row(value))
+            except TableFullError as exc:
+                raise self.write_failed(key, exc) from None
         return OK
 
     def expire(self, server, fd, args):
@@ -293,11 +360,11 @@ class Store:
             raise expire_time("expire")
         when += now
         key = args[0]
-        with self.lock:
-            row = self.row(key, locked=True)
-            if row is None:
+        while True:
+            stored = self.stored(key)
+            if stored is None or is_expired(stored, now):
                 return 0
-            current = row["expire"] or -1
+            current = stored["expire"] or -1
             if (
                 (b"NX" in flags and current != -1)
                 or (b"XX" in flags and current == -1)
@@ -305,11 +372,8 @@ class Store:
                 or (b"LT" in flags and current != -1 and when >= current)
             ):
                 return 0
-            if when <= now:
-                self.table.delete(key)
-            else:
-                self.table.set(key, {"expire": when})
-        return 1
+            if self.table.replace(key, stored, None if when <= now else {"expire": when}):
+                return 1
 
     def ttl(self, server, fd, args):
         if len(args) != 1:
@@ -337,31 +401,35 @@ class Store:
     def flushdb(self, server, fd, args):
         if len(args) > 1 or (args and args[0].upper() not in (b"ASYNC", b"SYNC")):
             raise SYNTAX
-        with self.lock:
-            for key, _ in list(self.table):
-                self.table.delete(key)
+        for key, _ in list(self.table):
+            self.table.delete(key)
         return OK
 
     def hset(self, server, fd, args):
         if len(args) < 3 or len(args) % 2 == 0:
             raise arity("hset")
         key = args[0]
-        with self.lock:
-            fields = self.hash(key, locked=True)
+        while True:
+            stored = self.stored(key)
+            live = None if stored is None or is_expired(stored) else stored
+            fields = self.hash(live)
             size = len(fields)
             fields.update(zip(args[1::2], args[2::2], strict=True))
-            self.write(key, {"type": HASH_TYPE, "expire": 0, "value": marshal.dumps(fields)})
-        return len(fields) - size
+            expire = 0 if live is None else live["expire"]  # a hash keeps its expiry, as in Redis
+            if self.replace(
+                key, stored, {"type": HASH_TYPE, "expire": expire, "value": marshal.dumps(fields)}
+            ):
+                return len(fields) - size
 
     def hget(self, server, fd, args):
         if len(args) != 2:
             raise arity("hget")
-        return self.hash(args[0]).get(args[1])
+        return self.hash(self.row(args[0])).get(args[1])
 
     def hgetall(self, server, fd, args):
         if len(args) != 1:
             raise arity("hgetall")
-        return self.hash(args[0])
+        return self.hash(self.row(args[0]))
 
     def quit(self, server, fd, args):
         server.close(fd)

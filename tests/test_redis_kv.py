@@ -9,6 +9,7 @@ import os
 import pty
 import select
 import subprocess
+import threading
 import time
 from typing import Any
 
@@ -178,6 +179,31 @@ TTL s
 EXPIRE k -1
 GET k
 EXPIRE k 9223372036854775807
+SET i 10
+GET i
+SET i 010
+GET i
+INCR i
+SET i -0
+INCR i
+SET i 12345678901234567890
+INCR i
+MSET i 42 j -7
+MGET i j
+DECR j
+SET t 5 EX 100
+INCR t
+TTL t
+GET t
+SET t x PX 100000 NX
+SET t 8 PX 100000 XX
+INCRBY t -10
+TTL t
+HSET ht f v
+EXPIRE ht 100
+HSET ht g w
+TTL ht
+DEL t ht i j t
 KEYS
 DBSIZE x
 DBSIZE
@@ -269,6 +295,33 @@ def test_pool_over_several_workers_sees_one_store(kv, kv_client):
         assert clients[5].get("counter") == b"500"
     finally:
         pool.disconnect()
+
+
+def test_concurrent_writers_on_both_workers_lose_no_update(kv, kv_client):
+    """INCR (one atomic Table step), INCR of a key with an expiry and HSET (compare-and-set
+    loops) from 8 connections spread over the 2 workers: every update counts."""
+    kv_client.set("ttl-counter", 0, ex=1000)
+    rounds, connections = 300, 8
+
+    def work(n: int) -> None:
+        client = Redis(port=kv.port, socket_timeout=10)
+        try:
+            for i in range(rounds):
+                pipe = client.pipeline(transaction=False)
+                pipe.incr("plain-counter").incr("ttl-counter").hset("fields", str(n), i)
+                pipe.execute()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert kv_client.get("plain-counter") == kv_client.get("ttl-counter") == b"%d" % (rounds * connections)
+    assert 900 < kv_client.ttl("ttl-counter") <= 1000
+    assert kv_client.hgetall("fields") == {b"%d" % n: b"%d" % (rounds - 1) for n in range(connections)}
 
 
 def test_redis_cli_pipe_mass_insertion(kv, kv_client, tmp_path):

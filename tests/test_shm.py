@@ -28,6 +28,11 @@ def test_set_get_roundtrip_and_missing():
     assert t.get("user1", "id") == 1
     assert t.get("nobody") is None
     assert t.get("nobody", "id") is None
+    assert t.get("user1", ("score", "id", "name")) == (9.5, 1, "Jack")
+    assert t.get("user1", ()) == ()
+    assert t.get("nobody", ("id",)) is None
+    with pytest.raises(KeyError):
+        t.get("user1", ("id", "nope"))
 
 
 def test_partial_set_keeps_other_columns_and_new_rows_start_zeroed():

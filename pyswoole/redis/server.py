@@ -2,8 +2,9 @@
 
 Each async handler runs as its own coroutine (``spawn``: eager, no Task unless it awaits
 something); the plain handlers of consecutive commands of one read share one coroutine (as
-Swoole's receive event does), which saves most of the per-command cost of a plain store. Replies leave in the order the commands came, whatever order async handlers finish
-in; the replies of one read whose handlers all finish at once leave in one ``transport.write``.
+Swoole's receive event does), which saves most of the per-command cost of a plain store.
+Replies leave in the order the commands came, whatever order async handlers finish in; the
+replies of one read whose handlers all finish at once leave in one ``transport.write``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ class Server(BaseServer):
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0, mode: int = PROCESS, sock_type: int = SOCK_TCP):
         super().__init__(host, port, mode, sock_type)
-        self.handlers: dict[bytes, _Entry] = {b"HELLO": _Entry(_hello, False, False)}
+        self.handlers: dict[bytes, _Entry] = {}
+        #: the plain handlers taking bytes, by upper-case name: the direct dispatch of the hot path
+        self.plain_handlers: dict[bytes, Handler] = {}
+        self._register(b"HELLO", _Entry(_hello, False, False))
 
     # -- handlers ---------------------------------------------------------------------------------
     def set_handler(self, command: str, handler: Handler, *, decode: bool = False) -> bool:
@@ -98,8 +102,15 @@ class Server(BaseServer):
         if not callable(handler):
             raise TypeError(f"handler for {command!r} must be callable, not {type(handler).__name__}")
         _check_arity(f"redis command {command}", handler, 3)
-        self.handlers[command.upper().encode()] = _Entry(handler, is_async(handler), decode)
+        self._register(command.upper().encode(), _Entry(handler, is_async(handler), decode))
         return True
+
+    def _register(self, name: bytes, entry: _Entry) -> None:
+        self.handlers[name] = entry
+        if entry.is_async or entry.decode:
+            self.plain_handlers.pop(name, None)
+        else:
+            self.plain_handlers[name] = entry.fn
 
     setHandler = set_handler
 
@@ -339,51 +350,49 @@ class RedisConnection(StreamConnection):
         if self.ending and not queue:
             self.transport.close()
 
-    def _run_plain(self, commands: list[list[bytes]], index: int, error: ProtocolError | None) -> None:
-        """Run the plain handlers (and unknown commands) of ``commands`` from ``index`` on, up to
+    def _run_plain(self, commands: list[list[bytes]], start: int, error: ProtocolError | None) -> None:
+        """Run the plain handlers (and unknown commands) of ``commands`` from ``start`` on, up to
         the first async one, in this one coroutine (like Swoole's receive event); where it
         stopped goes to ``self.position``. This is the hot path of every plain store."""
-        handlers = self.handlers
+        plain = self.server.plain_handlers
         server, fd = self.server, self.fd
         queue = self.queue
         batch = self.batch
         size = self.batch_size
         limit = self.output_limit
-        plain_may_suspend = runner.plain_in_greenlet
-        count = len(commands)
-        while index < count:
-            args = commands[index]
-            name = args[0]
-            entry = handlers.get(name) or handlers.get(name.upper())
-            if entry is None:
-                reply = b"-ERR unknown command '%s'\r\n" % line_text(name)
-            else:
-                fn, is_async, decode = entry
-                if is_async or plain_may_suspend:
+        index = start
+        for args in commands[start:] if start else commands:
+            fn = plain.get(args[0])
+            if fn is None or runner.plain_in_greenlet:
+                entry = self.handlers.get(args[0].upper())
+                if entry is None:
+                    reply = b"-ERR unknown command '%s'\r\n" % line_text(args[0])
+                elif entry.is_async or runner.plain_in_greenlet:
                     break
+                else:
+                    fn = entry.fn
+                    del args[0]
+                    if entry.decode:
+                        args = [arg.decode("utf-8", "surrogateescape") for arg in args]  # type: ignore[misc]
+                    reply = self._reply(fn, args)
+            else:
                 del args[0]
-                if decode:
-                    args = [arg.decode("utf-8", "surrogateescape") for arg in args]  # type: ignore[misc]
                 try:
                     result = fn(server, fd, args)
                 except Exception as exc:
                     result = self._failed(fn, exc)
+                kind = type(result)  # the common replies first, without a call
                 if self.sent is not None:
                     reply = b"".join(self.sent)
                     self.sent = None
-                else:  # the common replies first, without a call
-                    kind = type(result)
-                    if kind is Reply:
-                        reply = result
-                    elif kind is bytes:
-                        reply = b"$%d\r\n%s\r\n" % (len(result), result)
-                    elif kind is int:
-                        reply = b":%d\r\n" % result
-                    else:
-                        try:
-                            reply = encode(result, self.resp3)
-                        except TypeError as exc:
-                            reply = self._unencodable(exc)
+                elif kind is Reply:
+                    reply = result
+                elif kind is bytes:
+                    reply = b"$%d\r\n%s\r\n" % (len(result), result)
+                elif kind is int:
+                    reply = b":%d\r\n" % result
+                else:
+                    reply = self._encode(result)
             index += 1
             if queue:
                 queue.append(_Slot(reply))
@@ -394,13 +403,31 @@ class RedisConnection(StreamConnection):
                     self._write(batch)
                     batch.clear()
                     size = 0
-                    if self.paused_writing and index < count:
+                    if self.paused_writing and index < len(commands):
                         self.backlog = (commands[index:], error)
                         break
             if self.ending:
                 break
         self.batch_size = size
         self.position = index
+
+    def _reply(self, fn: Handler, args: list[Any]) -> bytes:
+        """Run a plain handler to its end: its reply."""
+        try:
+            result = fn(self.server, self.fd, args)
+        except Exception as exc:
+            result = self._failed(fn, exc)
+        if self.sent is not None:
+            reply = b"".join(self.sent)
+            self.sent = None
+            return reply
+        return self._encode(result)
+
+    def _encode(self, result: Any) -> bytes:
+        try:
+            return encode(result, self.resp3)
+        except TypeError as exc:
+            return self._unencodable(exc)
 
     def _write(self, replies: list[bytes]) -> None:
         out = replies[0] if len(replies) == 1 else b"".join(replies)
@@ -436,13 +463,7 @@ class RedisConnection(StreamConnection):
         return exc
 
     def _finish(self, slot: _Slot, result: Any) -> None:
-        if slot.sent is not None:
-            slot.reply = b"".join(slot.sent)
-        else:
-            try:
-                slot.reply = encode(result, self.resp3)
-            except TypeError as exc:
-                slot.reply = self._unencodable(exc)
+        slot.reply = self._encode(result) if slot.sent is None else b"".join(slot.sent)
         if slot.task is not None:  # it finished after suspending: replies may be due now
             del self.suspended[slot.task]
             self._flush()

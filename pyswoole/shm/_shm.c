@@ -984,6 +984,46 @@ done:
     return result;
 }
 
+/* get(key, (column, ...)): the values of those columns, as a tuple in that order. */
+static PyObject *table_get_columns(TableObject *self, const table_key *key, PyObject *names)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(names);
+    Py_ssize_t positions_stack[16];
+    Py_ssize_t *positions = positions_stack;
+    if (n > 16 && (positions = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)n)) == NULL)
+        return PyErr_NoMemory();
+    PyObject *result = NULL;
+    row_buffer buf;
+    int have_buf = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((positions[i] = column_position(self, PyTuple_GET_ITEM(names, i))) < 0)
+            goto done;
+    if (row_buffer_init(&buf, self->data_size) < 0)
+        goto done;
+    have_buf = 1;
+    int rc = read_by_key(self, key, 0, self->data_size, buf.data);
+    if (rc == READ_MISSING) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (rc != READ_FOUND || (result = PyTuple_New(n)) == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *v = column_value(&self->columns[positions[i]], buf.data);
+        if (v == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyTuple_SET_ITEM(result, i, v);
+    }
+done:
+    if (have_buf)
+        row_buffer_free(&buf);
+    if (positions != positions_stack)
+        PyMem_Free(positions);
+    return result;
+}
+
 static PyObject *Table_get(TableObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs < 1 || nargs > 2) {
@@ -993,6 +1033,8 @@ static PyObject *Table_get(TableObject *self, PyObject *const *args, Py_ssize_t 
     table_key key;
     if (table_ready(self) < 0 || parse_key(args[0], &key) < 0)
         return NULL;
+    if (nargs == 2 && PyTuple_Check(args[1]))
+        return table_get_columns(self, &key, args[1]);
     if (nargs == 2 && args[1] != Py_None) {
         Py_ssize_t ci = column_position(self, args[1]);
         if (ci < 0)
@@ -1320,7 +1362,8 @@ static PyMethodDef Table_methods[] = {
     {"set", (PyCFunction)(void (*)(void))Table_set, METH_FASTCALL,
      "set(key, values): write the given columns of a row (creating it zeroed if missing)."},
     {"get", (PyCFunction)(void (*)(void))Table_get, METH_FASTCALL,
-     "get(key, column=None): the row as a dict (or one column's value); None when missing."},
+     "get(key, column=None): the row as a dict, one column's value, or a tuple of columns' values "
+     "(column a tuple of names); None when missing."},
     {"exists", (PyCFunction)Table_exists, METH_O, "exists(key): whether the row exists."},
     {"delete", (PyCFunction)Table_delete, METH_O, "delete(key): remove the row; False when it was missing."},
     {"incr", (PyCFunction)(void (*)(void))Table_incr, METH_FASTCALL,
