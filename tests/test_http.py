@@ -372,6 +372,55 @@ def test_response_headers_refuse_crlf_and_colons():
             response.header(name, value, fmt)
 
 
+class CapturingConnection:
+    """What ``Response.end()`` needs of a connection: its options, and ``finish_response``."""
+
+    def __init__(self, compression: bool = False):
+        from pyswoole.http import Server
+
+        server = Server("127.0.0.1", 0)
+        server.set({"http_compression": compression, "compression_min_length": 1})
+        server.on("request", lambda request, response: None)
+        self.options = server.http_options(server.ports[0])
+        self.sent: list[bytes] = []
+
+    def finish_response(self, response, payload: bytes) -> bool:
+        self.sent.append(payload)
+        return True
+
+
+@pytest.mark.parametrize("body", ["Hello, World!", b"bytes", "\u00e9t\u00e9 \u2603", "", b""])
+@pytest.mark.parametrize("value", ["text/plain", "text/plain; charset=\u00e9"])
+def test_response_common_case_in_c_gives_the_bytes_of_the_python_implementation(body, value):
+    from pyswoole.http import Request, Response
+    from pyswoole.http.response import DATE, ENDED
+
+    line, raw = DATE.line, DATE.raw  # one Date for both (the clock may tick between them)
+    try:
+        request = Request()  # GET, HTTP/1.1, keep-alive: the case ResponseCore answers itself
+        fast, slow = CapturingConnection(), CapturingConnection()
+        responses = Response(fast, request), Response(slow, request)
+        for response in responses:
+            response.header("content-type", value)
+            response.header("X-Count", 3)  # not a str: the Python implementation's
+        responses[0].header("X-Last", "1")
+        responses[1]._set_header("X-Last", "1")
+        assert responses[0].headers == responses[1].headers
+        assert responses[0].end(body) and responses[1]._end(body)
+        assert fast.sent == slow.sent and len(fast.sent) == 1
+        assert all(response.state == ENDED for response in responses)
+        assert not responses[0].end("again") and not responses[0].header("X-Late", "1")
+        compressed = CapturingConnection(compression=True)
+        response = Response(compressed, request)
+        response.header("Content-Type", value)
+        request.headers = [(b"Accept-Encoding", b"gzip")]
+        response.end(body * 100)  # compression is the Python implementation's
+        assert compressed.sent[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert (b"Content-Encoding: gzip\r\n" in compressed.sent[0]) == bool(body)
+    finally:
+        DATE.line, DATE.raw = line, raw
+
+
 def test_process_mode_reload_hands_idle_connections_over(tmp_path):
     import signal
 

@@ -158,3 +158,69 @@ def test_response_head_helpers_refuse_splitting():
             header_line(*bad)
     with pytest.raises(ValueError):
         status_line(200, "OK\r\nX: y")
+
+
+class HttptoolsReference:
+    """httptools (the same llhttp, driven from Python): what the C driver must agree with."""
+
+    def __init__(self) -> None:
+        import httptools
+
+        self.parser = httptools.HttpRequestParser(self)
+        self.requests: list[tuple] = []
+        self.url, self.headers, self.body = b"", [], b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        p = self.parser
+        request = (p.get_method(), self.url, p.get_http_version(), p.should_keep_alive())
+        self.requests.append((*request, tuple(self.headers), self.body))
+        self.url, self.headers, self.body = b"", [], b""
+
+
+REFUSED = [
+    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost : b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nA: 1\r\n continued\r\n\r\n",
+    b"GET / HTTP/1.1\nHost: x\n\n",
+    b"get / HTTP/1.1\r\n\r\n",
+    b"GET /\x7f HTTP/1.1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [*((d, False) for d in [*CORPUS, STREAM, b"GET  / HTTP/1.1\r\n\r\n"]), *((d, True) for d in REFUSED)],
+)
+def test_the_c_driver_agrees_with_httptools(data, refused):
+    """Same requests, and the same refusals (the request-smuggling vectors among them)."""
+    import httptools
+
+    reference = HttptoolsReference()
+    try:
+        reference.parser.feed_data(data)
+    except httptools.HttpParserError:
+        assert refused
+        parser = RequestParser()
+        with pytest.raises(HttpError) as info:
+            parser.feed(data)
+            parser.feed(b"")  # an error found after complete requests comes with the next feed
+        assert info.value.status == 400
+    else:
+        assert not refused
+        assert parse([data]) == reference.requests
