@@ -285,7 +285,12 @@ class RedisConnection(StreamConnection):
         self.backlog: tuple[list[list[bytes]], ProtocolError | None] | None = None
 
     def data_received(self, data: bytes) -> None:
-        self.note_input(data)
+        # note_input() and count_requests() inlined: the per-read cost counts at -P 1
+        worker = self.worker
+        self.bytes_in += len(data)
+        if self.last_time != worker.clock:
+            self.last_time = worker.clock
+            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
         if self.ending:
             return
         try:
@@ -298,21 +303,23 @@ class RedisConnection(StreamConnection):
             self.backlog = (waiting + commands, waiting_error or error)
         else:
             self._execute(commands, error)
-        self.count_requests(len(commands))
+        worker.request_count += len(commands)
+        if worker.max_request and worker.request_count >= worker.max_request:
+            worker.recycle()
 
     def _execute(self, commands: list[list[bytes]], error: ProtocolError | None) -> None:
         """Run the commands of a read in order, then answer a protocol error. While the client
         does not take its replies (``buffer_output_size`` is reached), the rest waits in
         ``backlog`` for ``resume_writing``: a read's replies never pile up without limit."""
-        handlers = self.handlers
         queue = self.queue
-        self.batch = []
+        self.batch = batch = []
         self.batch_size = 0
         self.current = _STEPPING  # (a slot while an async handler steps)
+        plain = {} if runner.plain_in_greenlet else self.server.plain_handlers
         index, count = 0, len(commands)
         while index < count and not self.ending and self.backlog is None:
             args = commands[index]
-            entry = handlers.get(args[0]) or handlers.get(args[0].upper())
+            entry = None if args[0] in plain else self.handlers.get(args[0].upper())
             if entry is None or not (entry.is_async or runner.plain_in_greenlet):
                 spawn(self._run_plain, commands, index, error, name="redis")
                 index = self.position
@@ -326,7 +333,7 @@ class RedisConnection(StreamConnection):
             task = spawn(self._run_async if is_async else self._run_in_slot, fn, args, slot, name="redis")
             self.current = _STEPPING
             if task is None and not queue:
-                self.batch.append(slot.reply)
+                batch.append(slot.reply)
             else:
                 if task is not None:
                     slot.task = task
@@ -334,8 +341,10 @@ class RedisConnection(StreamConnection):
                 queue.append(slot)
             index += 1
         self.current = None
-        if self.batch:
-            self._write(self.batch)
+        if batch:
+            out = batch[0] if len(batch) == 1 else b"".join(batch)
+            self.bytes_out += len(out)
+            self.transport.write(out)
         if self.backlog is not None:
             return
         if error is not None and not self.ending:
@@ -354,20 +363,22 @@ class RedisConnection(StreamConnection):
         """Run the plain handlers (and unknown commands) of ``commands`` from ``start`` on, up to
         the first async one, in this one coroutine (like Swoole's receive event); where it
         stopped goes to ``self.position``. This is the hot path of every plain store."""
-        plain = self.server.plain_handlers
+        may_suspend = runner.plain_in_greenlet
+        plain = {} if may_suspend else self.server.plain_handlers
         server, fd = self.server, self.fd
         queue = self.queue
         batch = self.batch
+        append = batch.append
         size = self.batch_size
         limit = self.output_limit
         index = start
         for args in commands[start:] if start else commands:
             fn = plain.get(args[0])
-            if fn is None or runner.plain_in_greenlet:
+            if fn is None:
                 entry = self.handlers.get(args[0].upper())
                 if entry is None:
                     reply = b"-ERR unknown command '%s'\r\n" % line_text(args[0])
-                elif entry.is_async or runner.plain_in_greenlet:
+                elif entry.is_async or may_suspend:
                     break
                 else:
                     fn = entry.fn
@@ -397,7 +408,7 @@ class RedisConnection(StreamConnection):
             if queue:
                 queue.append(_Slot(reply))
             else:
-                batch.append(reply)
+                append(reply)
                 size += len(reply)
                 if size > limit:
                     self._write(batch)

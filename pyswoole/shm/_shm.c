@@ -243,6 +243,9 @@ static int table_ready(TableObject *t)
 
 static Py_ssize_t column_position(TableObject *t, PyObject *name)
 {
+    for (Py_ssize_t i = 0; i < t->ncols && i < 8; i++) /* names are interned: usually the same object */
+        if (t->columns[i].name == name)
+            return i;
     PyObject *pos = PyDict_GetItemWithError(t->column_index, name);
     if (pos == NULL) {
         if (!PyErr_Occurred())
