@@ -24,10 +24,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import harness
 from harness import (
     BENCH_DIR,
     LOAD_CPU,
-    REPO_DIR,
     Contender,
     RunningServer,
     alternate,
@@ -49,7 +49,6 @@ from harness import (
 from tests.db_servers import MariaDBServer
 
 RESULTS = BENCH_DIR / "results" / "db_http.md"
-EXAMPLE = REPO_DIR / "examples" / "coroutine_client.py"
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -73,12 +72,14 @@ def start_mariadb(directory: Path) -> MariaDBServer:
 def contenders(mariadb: MariaDBServer, args: Any) -> list[Contender]:
     common = ["--host", "127.0.0.1", "--workers", "1", "--mysql-port", str(mariadb.port)]
     common += ["--mysql-password", "", "--mysql-table", "one", "--pool-size", str(args.pool_size)]
-    env = {"PYTHONPATH": str(REPO_DIR)}  # this tree's pyswoole, whatever is installed
+    # the example of the pyswoole measured (the working tree, or --revision's export), which the
+    # harness also puts first on the servers' PYTHONPATH
+    example = harness.pyswoole_source / "examples" / "coroutine_client.py"
     ready = answers(http_get("/"), b"HTTP/1.1 200")
     made = []
     for name, port, extra in (("short", 18701, ["--short-connections"]), ("pooled", 18702, [])):
-        command = python_server(EXAMPLE, "--port", str(port), *common, *extra)
-        made.append(Contender(name, command, port, ready=ready, env=env))
+        command = python_server(example, "--port", str(port), *common, *extra)
+        made.append(Contender(name, command, port, ready=ready))
     return made
 
 
