@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 import textwrap
 
@@ -73,11 +74,22 @@ FASTAPI_APP = textwrap.dedent(
     @app.get("/fail")
     async def fail():
         raise RuntimeError("boom in the app")
+
+    @app.get("/scoped")
+    async def scoped():
+        import anyio
+        with anyio.fail_after(5):  # a cancel scope entered in the first step, left after a suspension
+            await anyio.sleep(0.01)
+        async with anyio.create_task_group() as group:
+            group.start_soon(anyio.sleep, 0.01)
+        return {"scoped": True}
     """
 )
 
 RAW_APP = textwrap.dedent(
     """
+    import asyncio
+
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
             while True:
@@ -109,9 +121,22 @@ RAW_APP = textwrap.dedent(
             await send({"type": "http.response.body", "body": b"part", "more_body": True})
         elif path == "/badheader":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"x", b"a\\r\\nSet-Cookie: y")]})
-        elif path == "/scope":
+        elif path == "/close":  # lists (not tuples) of headers; the server's own Server and Date win
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [[b"connection", b"close"], [b"server", b"app"], [b"date", b"never"]]})
+            await send({"type": "http.response.body", "body": b"bye"})
+        elif path == "/nocontent":
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"x-a", b"1")]})
+            await send({"type": "http.response.body", "body": b""})
+        elif path == "/timeout":  # asyncio.timeout entered before the first suspension
+            async with asyncio.timeout(5):
+                await asyncio.sleep(0.01)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+        elif path.startswith("/scope"):
             import json
-            info = {k: v for k, v in scope.items() if k in ("http_version", "method", "path", "scheme", "root_path")}
+            info = {k: v for k, v in scope.items()
+                    if k in ("http_version", "method", "path", "scheme", "root_path", "server", "client")}
             info["query_string"] = scope["query_string"].decode()
             info["raw_path"] = scope["raw_path"].decode()
             info["headers"] = [[k.decode(), v.decode()] for k, v in scope["headers"]]
@@ -154,6 +179,7 @@ def test_fastapi_json_stream_upload_state_and_errors(fastapi_server):
             "note": "n1",
         }
         assert c.get("/state").json() == {"started": "yes", "db": "connected"}
+        assert c.get("/scoped").json() == {"scoped": True}  # anyio: each request has its Task
         r = c.get("/fail")
         assert r.status_code == 500
         assert c.get("/items/1").status_code == 200  # the worker is still serving
@@ -171,11 +197,34 @@ def test_raw_asgi_app_scope_and_protocol_errors(run_server, tmp_path):
         assert info["method"] == "GET" and info["path"] == "/scope" and info["scheme"] == "http"
         assert info["query_string"] == "a=1&b=%20" and info["http_version"] == "1.1"
         assert ["x-mixed-case", "V"] in info["headers"]
+        assert info["server"] == ["127.0.0.1", int(server.url.rsplit(":", 1)[1])]
+        assert info["client"][0] == "127.0.0.1"
+        assert c.get("/scope%20x/%C3%A9").json()["path"] == "/scope x/é"
+        r = c.head("/")
+        assert r.status_code == 200 and r.content == b"" and r.headers["content-length"] == "13"
+        r = c.get("/nocontent")
+        assert r.status_code == 204 and r.headers["x-a"] == "1" and "content-length" not in r.headers
+        assert c.get("/timeout").text == "ok"
+        r = c.get("/close")
+        assert r.text == "bye" and r.headers["connection"] == "close"
+        assert r.headers["server"] == "pyswoole" and r.headers["date"] != "never"
         assert c.get("/noresponse").status_code == 500
         assert c.get("/badheader").status_code == 500
         with pytest.raises(httpx.RemoteProtocolError):
             c.get("/half")  # a body cut short is not passed off as complete
         assert c.get("/").status_code == 200
+    # pipelined, one of them suspending: the answers leave in request order
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path for path in (b"/", b"/timeout", b"/"))
+        )
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 3 or not data.endswith(b"Hello, World!"):
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    assert data.index(b"Hello") < data.index(b"\r\n\r\nok") < data.rindex(b"Hello")
 
 
 def test_same_answers_as_uvicorn(run_server, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +34,10 @@ _STATUS_LINES: dict[int, bytes] = {
     code: f"HTTP/1.1 {code} {reason}\r\n".encode() for code, reason in REASONS.items()
 }
 _NO_BODY_STATUS = frozenset((204, 304))
+#: Checked header lines by the headers of ``http.response.start`` (applications tend to send
+#: the same ones again and again): one dict lookup instead of a loop over the headers.
+_HEADER_LINES: dict[tuple, tuple[bytes, bool, bool]] = {}
+_HEADER_CACHE_SIZE = 1024
 
 
 class ASGIError(RuntimeError):
@@ -53,6 +58,7 @@ class HttpCycle:
         self.conn = conn
         self.request = request
         self.response = response
+        #: Status line and header lines of ``http.response.start``, without the blank line.
         self.head: bytes | None = None
         self.chunked = False
         self.body_sent = False
@@ -67,51 +73,58 @@ class HttpCycle:
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        response = self.response
-        if kind == "http.response.start":
-            if self.head is not None or response.state != FRESH:
-                raise ASGIError("http.response.start sent twice")
-            self._start(message)
-        elif kind == "http.response.body":
+        if kind == "http.response.body":
             if self.head is None:
                 raise ASGIError("http.response.body before http.response.start")
-            if response.state == ENDED:
+            if self.response.state == ENDED:
                 if message.get("more_body", False) or message.get("body"):
                     raise ASGIError("http.response.body after the response ended")
                 return
-            body = message.get("body", b"")
             if message.get("more_body", False):
-                await self._write(body)
+                await self._write(message.get("body", b""))
             else:
-                self._end(body)
+                self._end(message.get("body", b""))
+        elif kind == "http.response.start":
+            if self.head is not None or self.response.state != FRESH:
+                raise ASGIError("http.response.start sent twice")
+            self._start(message)
         elif kind == "http.response.pathsend":
             raise ASGIError("http.response.pathsend is not supported")
         else:
             raise ASGIError(f"unexpected ASGI message {kind!r} in an http scope")
 
     def _start(self, message: Message) -> None:
-        status = int(message["status"])
+        status = message["status"]
+        if type(status) is not int:
+            status = int(status)
         response = self.response
         response.status_code = status
-        parts = [_status_line(status), DATE.raw]
-        has_length = False
-        for name, value in message.get("headers", ()):
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                raise ASGIError(f"invalid response header {name!r}: {value!r}")
-            lower = name.lower()
-            if lower == b"content-length":
-                has_length = True
-            elif lower == b"connection" and value.lower() == b"close":
+        headers = message.get("headers")
+        if headers:
+            key = tuple(headers)
+            try:
+                lines = _HEADER_LINES.get(key)
+                hashable = True
+            except TypeError:  # lists of lists
+                lines = None
+                hashable = False
+            if lines is None:
+                lines = _header_lines(key)
+                if hashable:
+                    if len(_HEADER_LINES) >= _HEADER_CACHE_SIZE:
+                        _HEADER_LINES.clear()
+                    _HEADER_LINES[key] = lines
+            block, has_length, close = lines
+            if close:
                 response.keep_alive = False
-            elif lower == b"server" or lower == b"date":
-                continue
-            parts.append(b"%s: %s\r\n" % (name, value))
+            self.head = _status_line(status) + DATE.raw + block
+        else:
+            has_length = False
+            self.head = _status_line(status) + DATE.raw
         self.chunked = not has_length and status not in _NO_BODY_STATUS and status >= 200
-        self.head = b"".join(parts)
 
     def _close_line(self) -> bytes:
-        response = self.response
-        if not response.keep_alive:
+        if not self.response.keep_alive:
             return b"Connection: close\r\n\r\n"
         if self.request.version == "1.0":
             return b"Connection: keep-alive\r\n\r\n"
@@ -119,23 +132,26 @@ class HttpCycle:
 
     def _end(self, body: bytes) -> None:
         response = self.response
-        conn = self.conn
-        head_only = self.request.method == b"HEAD" or response.status_code in _NO_BODY_STATUS
+        request = self.request
+        head_only = request.method == b"HEAD" or response.status_code in _NO_BODY_STATUS
         if response.state == STREAMING:
             response.state = ENDED
             if self.chunked:
                 payload = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
             else:
                 payload = body
-            conn.finish_response(response, b"" if head_only else payload)
+            self.conn.finish_response(response, b"" if head_only else payload)
             return
         response.state = ENDED
         head = self.head
         assert head is not None
         if self.chunked:  # the whole body in one message: its length is known
             head += b"Content-Length: %d\r\n" % len(body)
-        head += self._close_line()
-        conn.finish_response(response, head if head_only else head + body)
+        if response.keep_alive and request.version == "1.1":
+            head += b"\r\n"
+        else:
+            head += self._close_line()
+        self.conn.finish_response(response, head if head_only else head + body)
 
     async def _write(self, body: bytes) -> None:
         response = self.response
@@ -158,25 +174,73 @@ class HttpCycle:
             await conn.drain()
 
 
+def _header_lines(headers: Any) -> tuple[bytes, bool, bool]:
+    """The response header lines of an ``http.response.start``, checked: CR/LF refused,
+    ``Server``/``Date``/``Connection`` dropped (the server sends its own). Also: is there a Content-Length, and
+    does a ``Connection: close`` end the connection."""
+    lines = []
+    has_length = close = False
+    for name, value in headers:
+        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+            raise ASGIError(f"invalid response header {name!r}: {value!r}")
+        lower = name.lower()
+        if lower == b"content-length":
+            has_length = True
+        elif lower == b"connection":  # the server writes its own
+            close = close or value.lower() == b"close"
+            continue
+        elif lower == b"server" or lower == b"date":
+            continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(lines), has_length, close
+
+
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+_WILDCARD_HOSTS = frozenset(("", "0.0.0.0", "::"))
+#: The local address of connections to a port bound to one address (the same for all of them).
+_port_addresses: dict[int, tuple[str, int]] = {}
+
+
+def _server_address(conn: HttpConnection) -> tuple[str, int] | None:
+    port = conn.port
+    address = _port_addresses.get(id(port))
+    if address is None:
+        sockname = conn.transport.get_extra_info("sockname")
+        if not isinstance(sockname, tuple):  # a Unix socket
+            return None
+        address = sockname[:2]
+        if port.host not in _WILDCARD_HOSTS:
+            _port_addresses[id(port)] = address
+    return address
+
+
 def http_scope(request: Request, state: dict[str, Any] | None) -> Scope:
     conn = request.conn
     assert conn is not None
     url = request.url
     cut = url.find(b"?")
-    raw_path = url if cut < 0 else url[:cut]
-    sockname = conn.transport.get_extra_info("sockname")
+    if cut < 0:
+        raw_path = url
+        query = b""
+    else:
+        raw_path = url[:cut]
+        query = url[cut + 1 :]
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = unquote(path)
+    method = request.method
     scope: Scope = {
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": request.version,
-        "server": sockname[:2] if isinstance(sockname, tuple) else None,
+        "server": _server_address(conn),
         "client": conn.remote,
         "scheme": "https" if conn.tls else "http",
-        "method": request.method.decode("ascii"),
+        "method": _METHODS.get(method) or method.decode("ascii"),
         "root_path": "",
-        "path": unquote(raw_path.decode("latin-1")),
+        "path": path,
         "raw_path": raw_path,
-        "query_string": b"" if cut < 0 else url[cut + 1 :],
+        "query_string": query,
         "headers": [(name.lower(), value) for name, value in request.headers],
     }
     if state is not None:
@@ -185,24 +249,32 @@ def http_scope(request: Request, state: dict[str, Any] | None) -> Scope:
 
 
 class ASGIHandler:
-    """The ``request`` callback that runs an ASGI application, plus its lifespan."""
+    """The ``request`` callback that runs an ASGI application, plus its lifespan.
 
-    #: Run in a Task of its own, not started in place: ASGI frameworks (anyio's cancel scopes,
-    #: thread offloading) need a current task.
-    eager = False
+    The application is started in place, as pyswoole starts any handler (no Task unless it
+    suspends: ``asyncio.current_task()`` answers meanwhile, see ``pyswoole.coroutine.current_task``),
+    except when ``task`` is true: then each request runs in an asyncio Task of its own from the
+    start. anyio's cancel scopes and task groups (Starlette, FastAPI, Litestar...) key their state
+    on the real Task they were entered in, so ``task=None`` (the default) means: a Task per request
+    when the application imported anyio.
+    """
 
-    def __init__(self, app: ASGIApp, lifespan: str = "auto"):
+    def __init__(self, app: ASGIApp, lifespan: str = "auto", task: bool | None = None):
         if lifespan not in ("auto", "on", "off"):
             raise ValueError("lifespan must be 'auto', 'on' or 'off'")
         self.app = app
         self.lifespan_mode = lifespan
+        #: False: run requests in a Task of their own (read by the HTTP server, HttpOptions.eager).
+        self.eager = not ("anyio" in sys.modules if task is None else task)
         self.state: dict[str, Any] | None = None
+        #: Set while the lifespan startup runs (requests wait for it), None otherwise.
         self.ready: asyncio.Event | None = None
         self._lifespan: Lifespan | None = None
 
     async def __call__(self, request: Request, response: Response) -> None:
-        if self.ready is not None and not self.ready.is_set():
-            await self.ready.wait()
+        ready = self.ready
+        if ready is not None:
+            await ready.wait()
         conn = request.conn
         assert conn is not None
         cycle = HttpCycle(conn, request, response)
@@ -236,13 +308,14 @@ class ASGIHandler:
             server, "taskworker", False
         ):  # task workers serve no requests
             return
-        self.ready = asyncio.Event()
+        ready = self.ready = asyncio.Event()
         self.state = {}
         self._lifespan = Lifespan(self.app, self.state)
         try:
             ok = await self._lifespan.startup()
         finally:
-            self.ready.set()
+            self.ready = None
+            ready.set()
         if not ok:
             if self._lifespan.unsupported and self.lifespan_mode == "auto":
                 self.state = None
@@ -301,10 +374,10 @@ class Lifespan:
             log.warning("ASGI lifespan shutdown did not complete in time")
 
 
-def attach(server: Server, app: ASGIApp, lifespan: str = "auto") -> ASGIHandler:
+def attach(server: Server, app: ASGIApp, lifespan: str = "auto", task: bool | None = None) -> ASGIHandler:
     """Serve ``app`` on ``server``: its ``request``, ``worker_start`` and ``worker_exit`` callbacks,
-    and on a ``pyswoole.websocket.Server`` the websocket scope too."""
-    handler = ASGIHandler(app, lifespan)
+    and on a ``pyswoole.websocket.Server`` the websocket scope too. ``task``: see ``ASGIHandler``."""
+    handler = ASGIHandler(app, lifespan, task)
     if "handshake" in server.EVENTS:
         from pyswoole.asgi.websocket import attach_websocket
 
