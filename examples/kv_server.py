@@ -45,7 +45,7 @@ INTEGER_TYPE = 0  # a string that is a 64-bit integer, kept in "number" (0: what
 STRING_TYPE = 1
 HASH_TYPE = 2
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-INTEGER_START = frozenset(b"-0123456789")
+INTEGER_START = frozenset(b"-0123456789"[i : i + 1] for i in range(11))  # first bytes of integers
 PLAIN_INTEGER = {"type": INTEGER_TYPE, "expire": 0}  # the rows INCR changes in one step
 STRING_COLUMNS = ("type", "expire", "number", "value")  # what GET reads, as a tuple
 
@@ -128,6 +128,7 @@ class Store:
         self.table.column("number", Table.TYPE_INT)
         self.table.column("value", Table.TYPE_STRING, value_size)
         self.table.create()
+        self.plain_string = {"type": STRING_TYPE, "expire": 0, "value": b""}
 
     # -- rows -------------------------------------------------------------------------------------
     def stored(self, key: bytes) -> dict | None:
@@ -147,7 +148,7 @@ class Store:
 
     def string_row(self, value: bytes, expire: int = 0) -> dict:
         """The columns that hold a string value: an integer as a number."""
-        if value and value[0] in INTEGER_START and len(value) <= self.integer_size:
+        if value[:1] in INTEGER_START and len(value) <= self.integer_size:
             try:
                 number = int(value)
             except ValueError:
@@ -216,9 +217,13 @@ class Store:
         if len(args) != 2:
             return self.set_with_options(args)
         key, value = args
-        row = self.string_row(value) if value[:1].isdigit() or value[:1] == b"-" else None
+        if value[:1] in INTEGER_START:
+            row = self.string_row(value)
+        else:  # (one dict for every plain string: Table.set copies the values out at once)
+            row = self.plain_string
+            row["value"] = value
         try:
-            self.table.set(key, row or {"type": STRING_TYPE, "expire": 0, "value": value})
+            self.table.set(key, row)
         except (ValueError, TableFullError) as exc:
             raise self.write_failed(key, exc) from None
         return OK
