@@ -300,12 +300,13 @@ def test_crashing_message_callback_is_logged_and_the_connection_lives_on(server)
     assert "message handler failure for the test" in server.output()
 
 
-def test_client_that_does_not_read_makes_push_fail_without_harm(server):
+@pytest.mark.parametrize("before", [b"", frame(b"batched with the flood")], ids=["alone", "in-a-batch"])
+def test_client_that_does_not_read_makes_push_fail_without_harm(server, before):
     slow = RawClient(server.port)
     slow.send(frame(b"cmd:info"))
     fd = json.loads(slow.recv_text())["fd"]
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.send(frame(b"cmd:flood"))  # and never read again
+    slow.send(before + frame(b"cmd:flood"))  # and never read again
     line = server.process.wait_output(f"flood {fd} ")
     count, more = line.split(f"flood {fd} ")[1].split()[:2]
     assert 1 < int(count) < 2000 and more == "False"  # whole frames refused once the buffer is full

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pyswoole.coroutine import runner
 from pyswoole.coroutine.runner import spawn
 from pyswoole.http import server as http
-from pyswoole.http.connection import HttpConnection
+from pyswoole.http.connection import FLUSH_SIZE, HttpConnection
 from pyswoole.http.request import Request
 from pyswoole.http.response import ENDED, Response
 from pyswoole.protocol._websocket import pack, parse_frame
@@ -123,7 +123,7 @@ def bad_request_page(request: Request, response: Response) -> None:
 class WebSocketConnection(HttpConnection):
     """An HTTP connection that may switch to WebSocket framing (then ``codec`` is set)."""
 
-    __slots__ = ("batch", "codec", "half_closed", "handshake_response", "ws")
+    __slots__ = ("batch", "batch_size", "codec", "half_closed", "handshake_response", "ws")
 
     def __init__(self, worker: Worker, port: Port, tls: bool = False):
         super().__init__(worker, port, tls)
@@ -132,6 +132,7 @@ class WebSocketConnection(HttpConnection):
         self.handshake_response: Response | None = None
         self.half_closed = False  # our side of TCP is shut down: nothing more can be written
         self.batch: list[bytes] | None = None  # frames sent while one read is handled, written together
+        self.batch_size = 0
 
     # -- asyncio Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -276,23 +277,24 @@ class WebSocketConnection(HttpConnection):
         self._handle(self.codec.feed(data))
 
     def _handle(self, events: list[Frame | ProtocolError]) -> None:
-        """Start the callbacks of a read's events; the frames they send leave in one write."""
+        """Handle a read's events; the frames sent meanwhile leave together (``batch``)."""
+        if len(events) > 1:
+            self.batch = []
+            self.batch_size = 0
+        try:
+            messages = self._start_callbacks(events)
+        finally:
+            self._write_batch()
+            self.batch = None
+        if messages:
+            self.count_requests(messages)
+
+    def _start_callbacks(self, events: list[Frame | ProtocolError]) -> int:
+        """Start the callbacks of ``events``, answer pings and closes; the number of messages."""
         codec = self.codec
         assert codec is not None
         ws = self.ws
         server = self.server
-        if len(events) > 1:
-            self.batch = []
-        try:
-            messages = self._handle_events(events, codec, ws, server)
-        finally:
-            self._flush_batch()
-        if messages:
-            self.count_requests(messages)
-
-    def _handle_events(
-        self, events: list[Frame | ProtocolError], codec: WebSocketCodec, ws: WebSocketOptions, server: Any
-    ) -> int:
         messages = 0
         for event in events:
             kind = type(event)
@@ -323,11 +325,22 @@ class WebSocketConnection(HttpConnection):
                 self.disconnect(error.code, reason)
         return messages
 
-    def _flush_batch(self) -> None:
+    def _queue(self, frame: bytes) -> None:
+        """Add ``frame`` to the batch; a batch over ``FLUSH_SIZE`` leaves at once, so a large one
+        still fills the transport's buffer, and sets ``paused_writing``, as single writes do."""
+        assert self.batch is not None
+        self.batch.append(frame)
+        self.batch_size += len(frame)
+        if self.batch_size > FLUSH_SIZE:
+            self._write_batch()
+
+    def _write_batch(self) -> None:
         batch = self.batch
-        self.batch = None
-        if batch and not self.half_closed and not self.transport.is_closing():
-            self.transport.writelines(batch)
+        if batch:
+            if not self.half_closed and not self.transport.is_closing():
+                self.transport.writelines(batch)
+            self.batch = []
+            self.batch_size = 0
 
     def push(self, data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bool:
         """Send one frame; False if not an open WebSocket or the output buffer is full."""
@@ -339,11 +352,10 @@ class WebSocketConnection(HttpConnection):
         else:
             frame = codec.encode(data, opcode, flags)
         self.bytes_out += len(frame)  # StreamConnection.send inlined: this is the hot path
-        batch = self.batch
-        if batch is None:
+        if self.batch is None:
             self.transport.write(frame)
         else:
-            batch.append(frame)
+            self._queue(frame)
         return True
 
     def disconnect(self, code: int = CLOSE_NORMAL, reason: str = "") -> bool:
@@ -360,11 +372,10 @@ class WebSocketConnection(HttpConnection):
     def send(self, data: bytes) -> bool:
         if self.half_closed:
             return False
-        batch = self.batch
-        if batch is None or self.paused_writing or self.closing:
+        if self.batch is None or self.paused_writing or self.closing:
             return super().send(data)
         self.bytes_out += len(data)
-        batch.append(data)
+        self._queue(data)
         return True
 
     def close(self, reset: bool = False) -> None:
@@ -374,7 +385,7 @@ class WebSocketConnection(HttpConnection):
             return
         codec.close_sent = True  # nothing more goes out once the server decided to close
         self.closed_by_server = True
-        self._flush_batch()
+        self._write_batch()  # what was sent before the close frame goes first
         transport = self.transport
         if transport.is_closing() or self.half_closed:
             return
@@ -396,7 +407,7 @@ class WebSocketConnection(HttpConnection):
             # process: ask the client to come back (1012 Service Restart).
             self.disconnect(CLOSE_SERVICE_RESTART, "service restart")
             return
-        self._flush_batch()
+        self._write_batch()
         super().release(target_worker)
 
     def unprocessed_input(self) -> bytes:
