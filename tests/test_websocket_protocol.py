@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 import struct
 import zlib
 
@@ -128,6 +129,21 @@ def test_frame_fields_and_fd() -> None:
     message = only(WebSocketCodec(fd=42).feed(frame("hi")))
     assert isinstance(message.data, str)
     assert (message.fd, message.opcode, message.flags, message.finish) == (42, OPCODE_TEXT, FLAG_FIN, True)
+
+
+def test_frames_pickle_with_their_fields() -> None:
+    message = only(WebSocketCodec(fd=42).feed(frame("hi")))  # made in C
+    close = CloseFrame(1001, "bye", b"\x03\xe9bye", 7)
+    for original in (message, Frame(b"\x00", OPCODE_BINARY, 0, 3), close):
+        copy = pickle.loads(pickle.dumps(original))
+        assert type(copy) is type(original)
+        assert (copy.data, copy.opcode, copy.flags, copy.fd) == (
+            original.data,
+            original.opcode,
+            original.flags,
+            original.fd,
+        )
+    assert (copy.code, copy.reason) == (1001, "bye")
 
 
 def test_frames_delivered_byte_by_byte() -> None:

@@ -102,6 +102,9 @@ class Frame(FrameBase):
         """True for a whole message or the last fragment of one."""
         return bool(self.flags & FLAG_FIN)
 
+    def __reduce__(self) -> tuple:  # the fields live in C, out of pickle's sight
+        return type(self), (self.data, self.opcode, self.flags, self.fd)
+
     @staticmethod
     def pack(data: str | bytes, opcode: int = OPCODE_TEXT, flags: int = FLAG_FIN) -> bytes:
         """One unmasked (server) frame.
@@ -135,6 +138,9 @@ class CloseFrame(Frame):
         super().__init__(data, OPCODE_CLOSE, FLAG_FIN, fd)
         self.code = code
         self.reason = reason
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.code, self.reason, self.data, self.fd)
 
 
 class ProtocolError(Exception):
