@@ -268,6 +268,9 @@ def test_store_limits_are_clear_errors(kv_client):
         kv_client.set("k", "v" * 1025)
     kv_client.set("k", "v" * 1024)
     assert kv_client.get("k" * 64) is None
+    with pytest.raises(ResponseError, match="value is longer than 1024 bytes"):
+        kv_client.mset({"first": "1", "second": "v" * 1025})
+    assert kv_client.get("first") is None, "a refused MSET writes none of its keys"
 
 
 def test_pool_over_several_workers_sees_one_store(kv, kv_client):

@@ -321,7 +321,7 @@ class RedisConnection(StreamConnection):
             args = commands[index]
             entry = None if args[0] in plain else self.handlers.get(args[0].upper())
             if entry is None or not (entry.is_async or runner.plain_in_greenlet):
-                spawn(self._run_plain, commands, index, error, name="redis")
+                spawn(self._run_plain, commands, index, error)  # (never suspends: no task name)
                 index = self.position
                 continue
             fn, is_async, decode = entry
