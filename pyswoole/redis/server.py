@@ -21,6 +21,7 @@ from pyswoole.constants import PROCESS, SOCK_TCP
 from pyswoole.coroutine import runner
 from pyswoole.coroutine.runner import is_async, spawn
 from pyswoole.protocol.resp import (
+    BULK_HEADS,
     MAX_BULK_LENGTH,
     NIL2,
     NIL3,
@@ -398,8 +399,12 @@ class RedisConnection(StreamConnection):
                     self.sent = None
                 elif kind is Reply:
                     reply = result
-                elif kind is bytes:
-                    reply = b"$%d\r\n%s\r\n" % (len(result), result)
+                elif kind is bytes:  # (resp.bulk(), inlined)
+                    length = len(result)
+                    if length < 1024:
+                        reply = BULK_HEADS[length] + result + b"\r\n"
+                    else:
+                        reply = b"$%d\r\n%s\r\n" % (length, result)
                 elif kind is int:
                     reply = b":%d\r\n" % result
                 else:
