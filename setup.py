@@ -1,5 +1,6 @@
 """Build configuration for pyswoole's C extensions: shared-memory primitives, the HTTP request
-parser (llhttp, vendored in pyswoole/http/vendor/llhttp) and the common case of HTTP responses."""
+parser (llhttp, vendored in pyswoole/http/vendor/llhttp), the common case of HTTP responses, and
+one step of a coroutine without StopIteration (the coroutine runner)."""
 
 from setuptools import Extension, setup
 
@@ -27,6 +28,11 @@ setup(
                 f"{LLHTTP}/src/llhttp.c",
             ],
             include_dirs=[f"{LLHTTP}/include"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        ),
+        Extension(
+            "pyswoole.coroutine._step",
+            sources=["pyswoole/coroutine/_step.c"],
             extra_compile_args=["-O2", "-std=gnu11"],
         ),
         Extension(

@@ -27,6 +27,9 @@ from collections.abc import Callable, Generator
 from collections.abc import Coroutine as CoroutineABC
 from typing import Any
 
+from pyswoole.coroutine._step import FINISHED
+from pyswoole.coroutine._step import step as _send
+
 log = logging.getLogger("pyswoole")
 
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE
@@ -282,16 +285,16 @@ def _step(coro: CoroutineABC[Any, Any, Any], cid: int, name: str | None) -> CoTa
     _pending_parent = prev
     _pending_cid = cid
     try:
-        yielded = coro.send(None)
-    except StopIteration:
-        _ended(prev)
-        return None
+        yielded = _send(coro)
     except Exception as exc:
         _failed(prev, exc)
         return None
     except BaseException as exc:
         _failed(prev, exc)
         raise
+    if yielded is FINISHED:
+        _ended(prev)
+        return None
     return _take_over(prev, coro, yielded, name)
 
 
@@ -371,26 +374,20 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str = "callback") -> asyncio
     _current = _PENDING
     _pending_parent = prev
     try:
-        coro = fn(*args)
-        if type(coro) is not types.CoroutineType:  # a plain function: it ran, it ended
-            if _current is _PENDING:  # (inlined _ended: the hot path of every event)
-                _current = prev
-            else:
-                _ended(prev)
-            return None
-        yielded = coro.send(None)
-    except StopIteration:
-        if _current is _PENDING:
-            _current = prev
-        else:
-            _ended(prev)
-        return None
+        coro = fn(*args)  # a plain function has run and ended here
+        yielded = _send(coro) if type(coro) is types.CoroutineType else FINISHED
     except Exception as exc:
         _failed(prev, exc)
         return None
     except BaseException as exc:
         _failed(prev, exc)
         raise
+    if yielded is FINISHED:
+        if _current is _PENDING:  # (inlined _ended: the hot path of every event)
+            _current = prev
+        else:
+            _ended(prev)
+        return None
     return _take_over(prev, coro, yielded, name)
 
 
@@ -414,23 +411,17 @@ def call(
     _current = _PENDING
     _pending_parent = prev
     try:
-        coro = fn(*args)
-        if type(coro) is not types.CoroutineType:  # a plain function: it ran, it ended
-            if _current is _PENDING:
-                _current = prev
-            else:
-                _ended(prev)
-            return None
-        yielded = coro.send(None)
-    except StopIteration:
+        coro = fn(*args)  # a plain function has run and ended here
+        yielded = _send(coro) if type(coro) is types.CoroutineType else FINISHED
+    except BaseException:
+        _ended(prev)
+        raise
+    if yielded is FINISHED:
         if _current is _PENDING:
             _current = prev
         else:
             _ended(prev)
         return None
-    except BaseException:
-        _ended(prev)
-        raise
     return _take_over(prev, coro, yielded, name, wrap, wrap_args)
 
 
