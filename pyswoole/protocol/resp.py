@@ -221,10 +221,15 @@ class RequestParser:
 
     def _feed_inline(self, data: bytes, commands: list[list[bytes]]) -> list[list[bytes]]:
         buffer = self._inline + data
-        if buffer[:1] != b"*" and b"\n*" not in buffer and b'"' not in buffer and b"'" not in buffer:
+        # (bytes.find, not `in`: `x in bytes` first tries x as an int and costs an exception)
+        if buffer[:1] != b"*" and buffer.find(b"\n*") < 0 and buffer.find(b'"') < 0 and buffer.find(b"'") < 0:
             end = buffer.rfind(b"\n")  # fast path: whole lines of plain words (redis-benchmark's PING)
             if end >= 0:
-                commands += [args for line in buffer[:end].split(b"\n") if (args := line.split())]
+                if buffer.find(b"\n") == end:  # one line, as typed in telnet
+                    if args := buffer[:end].split():
+                        commands.append(args)
+                else:
+                    commands += [args for line in buffer[:end].split(b"\n") if (args := line.split())]
                 buffer = buffer[end + 1 :]
         while buffer and buffer[0] != STAR:
             end = buffer.find(b"\n")
@@ -256,7 +261,7 @@ _HEX = b"0123456789abcdefABCDEF"
 def split_inline(line: bytes) -> list[bytes]:
     """Split an inline command like Redis's ``sdssplitargs``: whitespace separates arguments,
     ``"..."`` takes ``\\n \\r \\t \\b \\a \\\\ \\" \\xHH`` escapes, ``'...'`` takes ``\\'``."""
-    if b'"' not in line and b"'" not in line:
+    if line.find(b'"') < 0 and line.find(b"'") < 0:
         return line.split()
     args: list[bytes] = []
     i, n = 0, len(line)
