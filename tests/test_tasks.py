@@ -46,7 +46,10 @@ def test_crashing_and_raising_tasks_are_reported(run_server):
 
 def test_ten_thousand_tasks_none_lost_results_to_the_right_worker(run_server):
     server = start(run_server)
-    assert ask(server.port, b"flood 10000", timeout=60, until=lambda d: d.startswith(b"flood_done")) == b"flood_done 10000"
+    assert (
+        ask(server.port, b"flood 10000", timeout=60, until=lambda d: d.startswith(b"flood_done"))
+        == b"flood_done 10000"
+    )
     assert "AssertionError" not in server.output()
 
 
@@ -104,3 +107,48 @@ def test_task_enable_coroutine_and_task_max_request(run_server):
     assert {r[2] for r in replies} == {"0"}  # the dispatching worker's id
     pids = [r[3] for r in replies]
     assert pids[0] == pids[1] and pids[1] != pids[2]  # task_max_request 2: a fresh task worker
+
+
+PAYLOADS = """
+import asyncio, json, sys
+from pyswoole import Server
+server = Server("127.0.0.1", int(sys.argv[1]))
+server.set({"worker_num": 1, "task_worker_num": 2})
+PAYLOADS = [b"", b"raw \\x00\\xff", bytes(range(256)) * 1024, "", "h\\u00e9llo \\u2713", "lone \\udc80 surrogate",
+            "x" * 200_000, 7, ["a", b"b"], None]
+
+@server.on("task")
+async def on_task(server, task_id, src_worker_id, data):
+    if data == "later":  # suspends: the task worker waits for it before its next task
+        await asyncio.sleep(0.01)
+    return [server.worker_id, data] if data in ("now", "later") else data
+
+@server.on("receive")
+def on_receive(server, fd, reactor_id, data):
+    if data == b"blocking":
+        got = [server.taskwait(p, 5, i % 2) for i, p in enumerate(PAYLOADS)]
+        server.send(fd, json.dumps([type(g) is type(p) and g == p for g, p in zip(got, PAYLOADS)]))
+        return None
+    return coroutine(fd, data.decode())
+
+async def coroutine(fd, command):
+    if command == "await":
+        got = [await server.taskwait(p, 5, i % 2) for i, p in enumerate(PAYLOADS)]
+        server.send(fd, json.dumps([type(g) is type(p) and g == p for g, p in zip(got, PAYLOADS)]))
+    else:  # "now" or "later", on each task worker (dst_worker_id), and task_co's results in order
+        got = [await server.taskwait(command, 5, dst) for dst in (0, 1)]
+        server.send(fd, json.dumps(got + await server.task_co(["a", "b", 3], 5) + await server.task_co([], 1)))
+
+server.start()
+"""
+
+
+def test_payloads_keep_their_type_and_async_tasks_run_in_place_or_suspend(run_server):
+    """bytes and str travel without pickle, anything else pickled; every one comes back as it went."""
+    port = free_port()
+    run_server(["-c", PAYLOADS, port], ready=lambda: port_open(port))
+    assert json.loads(ask(port, b"blocking", timeout=30)) == [True] * 10
+    assert json.loads(ask(port, b"await", timeout=30)) == [True] * 10
+    # worker ids of task workers count after the workers: worker_num 1 -> task workers 1 and 2
+    assert json.loads(ask(port, b"now")) == [[1, "now"], [2, "now"], "a", "b", 3]
+    assert json.loads(ask(port, b"later")) == [[1, "later"], [2, "later"], "a", "b", 3]

@@ -127,20 +127,19 @@ class Mailbox:
 
     def receive(self, timeout: float | None = None) -> tuple[int, int, bytes, list[int]] | None:
         """Blocking receive of one whole message, for code that cannot wait on the event loop;
-        None after ``timeout`` seconds. (The socket stays non-blocking: poll, then receive.)"""
+        None after ``timeout`` seconds. (The socket stays non-blocking: receive, else poll.)"""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(self.sock.fileno(), select.POLLIN)
-        poll = self._poller.poll
         while True:
-            if not poll(-1 if deadline is None else max(0.0, (deadline - time.monotonic()) * 1000)):
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-                continue
             try:
                 datagram, fds = self._recv()
             except (BlockingIOError, InterruptedError):
+                wait = -1 if deadline is None else (deadline - time.monotonic()) * 1000
+                if deadline is not None and wait <= 0:
+                    return None
+                if self._poller is None:
+                    self._poller = select.poll()
+                    self._poller.register(self.sock.fileno(), select.POLLIN)
+                self._poller.poll(wait)
                 continue
             message = self._join(datagram, fds)
             if message is not None:
@@ -161,6 +160,8 @@ class Mailbox:
     def _join(self, datagram: bytes, fds: list[int]) -> tuple[int, int, bytes, list[int]] | None:
         kind, flags, sender = HEADER.unpack_from(datagram)
         payload = datagram[HEADER.size :]
+        if not (flags or fds or self._partial or self._partial_fds):  # a whole message: the usual case
+            return kind, sender, payload, fds
         if fds:
             self._partial_fds.setdefault(sender, []).extend(fds)
         if flags & MORE:
