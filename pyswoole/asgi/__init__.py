@@ -52,7 +52,7 @@ def _status_line(code: int) -> bytes:
 class HttpCycle:
     """One request/response exchange: the ``receive`` and ``send`` of an ``http`` scope."""
 
-    __slots__ = ("body_sent", "chunked", "conn", "head", "request", "response")
+    __slots__ = ("body_sent", "bodyless", "chunked", "conn", "head", "request", "response")
 
     def __init__(self, conn: HttpConnection, request: Request, response: Response):
         self.conn = conn
@@ -61,6 +61,8 @@ class HttpCycle:
         #: Status line and header lines of ``http.response.start``, without the blank line.
         self.head: bytes | None = None
         self.chunked = False
+        #: A response to HEAD, or a 204/304: the head alone is sent.
+        self.bodyless = False
         self.body_sent = False
 
     async def receive(self) -> Message:
@@ -74,16 +76,28 @@ class HttpCycle:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.body":
-            if self.head is None:
+            head = self.head
+            if head is None:
                 raise ASGIError("http.response.body before http.response.start")
-            if self.response.state == ENDED:
+            response = self.response
+            state = response.state
+            if state == FRESH and not message.get("more_body", False):  # the whole body at once
+                body = message.get("body", b"")
+                response.state = ENDED
+                if self.chunked:  # its length is known now
+                    head += b"Content-Length: %d\r\n" % len(body)
+                if response.keep_alive and self.request.version == "1.1":
+                    head += b"\r\n"
+                else:
+                    head += self._close_line()
+                self.conn.finish_response(response, head if self.bodyless else head + body)
+            elif state == ENDED:
                 if message.get("more_body", False) or message.get("body"):
                     raise ASGIError("http.response.body after the response ended")
-                return
-            if message.get("more_body", False):
+            elif message.get("more_body", False):
                 await self._write(message.get("body", b""))
             else:
-                self._end(message.get("body", b""))
+                self._end_stream(message.get("body", b""))
         elif kind == "http.response.start":
             if self.head is not None or self.response.state != FRESH:
                 raise ASGIError("http.response.start sent twice")
@@ -121,7 +135,8 @@ class HttpCycle:
         else:
             has_length = False
             self.head = _status_line(status) + DATE.raw
-        self.chunked = not has_length and status not in _NO_BODY_STATUS and status >= 200
+        self.bodyless = status in _NO_BODY_STATUS or self.request.method == b"HEAD"
+        self.chunked = not has_length and status >= 200 and status not in _NO_BODY_STATUS
 
     def _close_line(self) -> bytes:
         if not self.response.keep_alive:
@@ -130,28 +145,17 @@ class HttpCycle:
             return b"Connection: keep-alive\r\n\r\n"
         return b"\r\n"
 
-    def _end(self, body: bytes) -> None:
+    def _end_stream(self, body: bytes) -> None:
+        """The last ``http.response.body`` of a streamed response."""
         response = self.response
-        request = self.request
-        head_only = request.method == b"HEAD" or response.status_code in _NO_BODY_STATUS
-        if response.state == STREAMING:
-            response.state = ENDED
-            if self.chunked:
-                payload = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
-            else:
-                payload = body
-            self.conn.finish_response(response, b"" if head_only else payload)
-            return
         response.state = ENDED
-        head = self.head
-        assert head is not None
-        if self.chunked:  # the whole body in one message: its length is known
-            head += b"Content-Length: %d\r\n" % len(body)
-        if response.keep_alive and request.version == "1.1":
-            head += b"\r\n"
+        if self.bodyless:
+            payload = b""
+        elif self.chunked:
+            payload = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
         else:
-            head += self._close_line()
-        self.conn.finish_response(response, head if head_only else head + body)
+            payload = body
+        self.conn.finish_response(response, payload)
 
     async def _write(self, body: bytes) -> None:
         response = self.response
@@ -167,7 +171,7 @@ class HttpCycle:
                 else:
                     head += b"Transfer-Encoding: chunked\r\n"
             conn.write(head + self._close_line())
-        if not body or self.request.method == b"HEAD":
+        if not body or self.bodyless:
             return
         conn.write((b"%x\r\n%s\r\n" % (len(body), body)) if self.chunked else body)
         if conn.paused_writing:
@@ -197,20 +201,17 @@ def _header_lines(headers: Any) -> tuple[bytes, bool, bool]:
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _WILDCARD_HOSTS = frozenset(("", "0.0.0.0", "::"))
-#: The local address of connections to a port bound to one address (the same for all of them).
-_port_addresses: dict[int, tuple[str, int]] = {}
+#: The local address of the connections to a port bound to one address (all share it), by port.
+_port_addresses: dict[Any, tuple[str, int]] = {}
 
 
 def _server_address(conn: HttpConnection) -> tuple[str, int] | None:
-    port = conn.port
-    address = _port_addresses.get(id(port))
-    if address is None:
-        sockname = conn.transport.get_extra_info("sockname")
-        if not isinstance(sockname, tuple):  # a Unix socket
-            return None
-        address = sockname[:2]
-        if port.host not in _WILDCARD_HOSTS:
-            _port_addresses[id(port)] = address
+    sockname = conn.transport.get_extra_info("sockname")
+    if not isinstance(sockname, tuple):  # a Unix socket
+        return None
+    address = sockname[:2]
+    if conn.port.host not in _WILDCARD_HOSTS:
+        _port_addresses[conn.port] = address
     return address
 
 
@@ -233,7 +234,7 @@ def http_scope(request: Request, state: dict[str, Any] | None) -> Scope:
         "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": request.version,
-        "server": _server_address(conn),
+        "server": _port_addresses.get(conn.port) or _server_address(conn),
         "client": conn.remote,
         "scheme": "https" if conn.tls else "http",
         "method": _METHODS.get(method) or method.decode("ascii"),
@@ -382,7 +383,8 @@ def attach(server: Server, app: ASGIApp, lifespan: str = "auto", task: bool | No
         from pyswoole.asgi.websocket import attach_websocket
 
         attach_websocket(server, handler)
-    server.on("request", handler)
+    # the bound method when eager: one call less per request than the instance's __call__
+    server.on("request", handler.__call__ if handler.eager else handler)
     server.on("worker_start", handler.startup)
     # worker_exit, not worker_stop: the worker drains every task before worker_stop, and the
     # lifespan task lives until it is told to shut down.
