@@ -21,6 +21,7 @@ import asyncio
 import collections
 import inspect
 import logging
+import math
 import os
 import pickle
 import signal
@@ -359,6 +360,9 @@ class TaskClient:
         self.next_id = 0
         self.callbacks: dict[int, Callable[..., Any]] = {}
         self.waiters: dict[int, _Waiting] = {}  # task id -> the wait_async call that wants it
+        self.deadlines: dict[_Waiting, float] = {}  # wait_async calls in progress -> their loop deadline
+        self.expiry: asyncio.TimerHandle | None = None  # one timer for all of them, at the earliest
+        self.expiry_at = math.inf
         self.blocking_results: dict[int, tuple[int, Any]] = {}
         self.blocking_wanted: set[int] | frozenset[int] = frozenset()
         self.pid = os.getpid()
@@ -462,14 +466,36 @@ class TaskClient:
         waiting = _Waiting(loop.create_future(), len(task_ids))
         for task_id in task_ids:
             self.waiters[task_id] = waiting
-        timer = loop.call_later(timeout, waiting.expire)
+        deadline = self.deadlines[waiting] = loop.time() + timeout
+        if deadline < self.expiry_at:
+            self._expire_at(loop, deadline)
         try:
             await waiting.done
         finally:
-            timer.cancel()
+            del self.deadlines[waiting]
             for task_id in task_ids:
                 self.waiters.pop(task_id, None)
         return waiting.results
+
+    def _expire_at(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        self.expiry_at = when
+        self.expiry = loop.call_at(when, self._expire_due, loop)
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        """End the waits whose deadline passed; the timer moves to the next deadline (a wait
+        that finished in time leaves the timer alone: it costs no timer of its own)."""
+        self.expiry, self.expiry_at = None, math.inf
+        now = loop.time() + 0.001  # timers have millisecond resolution
+        following = math.inf
+        for waiting, deadline in self.deadlines.items():
+            if deadline <= now:
+                waiting.expire()
+            elif deadline < following:
+                following = deadline
+        if following < math.inf:
+            self._expire_at(loop, following)
 
 
 class _Waiting:
