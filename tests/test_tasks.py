@@ -110,7 +110,7 @@ def test_task_enable_coroutine_and_task_max_request(run_server):
 
 
 PAYLOADS = """
-import asyncio, json, sys
+import asyncio, json, sys, time
 from pyswoole import Server
 server = Server("127.0.0.1", int(sys.argv[1]))
 server.set({"worker_num": 1, "task_worker_num": 2})
@@ -121,6 +121,8 @@ PAYLOADS = [b"", b"raw \\x00\\xff", bytes(range(256)) * 1024, "", "h\\u00e9llo \
 async def on_task(server, task_id, src_worker_id, data):
     if data == "later":  # suspends: the task worker waits for it before its next task
         await asyncio.sleep(0.01)
+    if isinstance(data, str) and data.startswith("sleep "):
+        await asyncio.sleep(float(data.split()[1]))
     return [server.worker_id, data] if data in ("now", "later") else data
 
 @server.on("receive")
@@ -132,7 +134,13 @@ def on_receive(server, fd, reactor_id, data):
     return coroutine(fd, data.decode())
 
 async def coroutine(fd, command):
-    if command == "await":
+    if command == "timeouts":  # a short wait that starts after a long one still ends on time
+        start = time.monotonic()
+        long_wait = asyncio.ensure_future(server.taskwait("sleep 1", 10, 0))
+        short = await server.taskwait("sleep 1", 0.2, 1)
+        short_seconds = time.monotonic() - start
+        server.send(fd, json.dumps([short, short_seconds, await long_wait]))
+    elif command == "await":
         got = [await server.taskwait(p, 5, i % 2) for i, p in enumerate(PAYLOADS)]
         server.send(fd, json.dumps([type(g) is type(p) and g == p for g, p in zip(got, PAYLOADS)]))
     else:  # "now" or "later", on each task worker (dst_worker_id), and task_co's results in order
@@ -152,3 +160,5 @@ def test_payloads_keep_their_type_and_async_tasks_run_in_place_or_suspend(run_se
     # worker ids of task workers count after the workers: worker_num 1 -> task workers 1 and 2
     assert json.loads(ask(port, b"now")) == [[1, "now"], [2, "now"], "a", "b", 3]
     assert json.loads(ask(port, b"later")) == [[1, "later"], [2, "later"], "a", "b", 3]
+    short, short_seconds, long = json.loads(ask(port, b"timeouts"))
+    assert short is False and 0.15 < short_seconds < 0.9 and long == "sleep 1"
