@@ -4,14 +4,20 @@
 Each rep runs every contender once (alternated); one contender makes ``--count`` round trips in a
 row, one at a time, and reports round trips per second and the p50/p99 latency. Nothing is pinned:
 a round trip crosses two processes, and pinning both to one CPU would measure the scheduler.
+``--nice`` applies to this process, so every contender (pyswoole servers, pool workers, and the
+callers) runs at that priority.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,16 +40,19 @@ def timed(call, count: int) -> dict[str, float]:
         latencies.append(time.perf_counter() - t)
     seconds = time.perf_counter() - start
     latencies.sort()
-    return {"per_s": count / seconds, "p50_us": latencies[count // 2] * 1e6, "p99_us": latencies[int(count * 0.99)] * 1e6}
+    return {
+        "per_s": count / seconds,
+        "p50_us": latencies[count // 2] * 1e6,
+        "p99_us": latencies[int(count * 0.99)] * 1e6,
+    }
 
 
 def pyswoole_rep(task_workers: int, style: str, count: int) -> dict[str, float]:
-    port = harness.free_port() if hasattr(harness, "free_port") else _free_port()
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--port", str(port), "--task-workers", str(task_workers)],
-                            start_new_session=True)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), "--port", str(port), "--task-workers", str(task_workers)],
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 15
         while not harness.port_accepts("127.0.0.1", port):
@@ -57,9 +66,6 @@ def pyswoole_rep(task_workers: int, style: str, count: int) -> dict[str, float]:
             sock.sendall(f"run {count} {style}".encode())
             return json.loads(sock.recv(4096))
     finally:
-        import os
-        import signal
-
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
@@ -80,38 +86,56 @@ def main() -> None:
     args = parser.parse_args()
     contenders = {}
     for workers in (1, 2):
-        contenders[f"pyswoole taskwait ({workers} task)"] = lambda w=workers: pyswoole_rep(w, "blocking", args.count)
-        contenders[f"pyswoole await taskwait ({workers} task)"] = lambda w=workers: pyswoole_rep(w, "co", args.count)
+        contenders[f"pyswoole taskwait ({workers} task)"] = lambda w=workers: pyswoole_rep(
+            w, "blocking", args.count
+        )
+        contenders[f"pyswoole await taskwait ({workers} task)"] = lambda w=workers: pyswoole_rep(
+            w, "co", args.count
+        )
         contenders[f"multiprocessing.Pool({workers}).apply"] = lambda w=workers: _pool_rep(w, args.count)
         contenders[f"ProcessPoolExecutor({workers})"] = lambda w=workers: _executor_rep(w, args.count)
     if args.only:
-        contenders = {k: v for k, v in contenders.items() if any(o.strip() in k for o in args.only.split(","))}
+        contenders = {
+            k: v for k, v in contenders.items() if any(o.strip() in k for o in args.only.split(","))
+        }
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     with harness.bench_session(args.nice):
+        if harness.niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, harness.niceness)
         for rep in range(args.reps):
             for name, run in contenders.items():
                 harness.log(f"rep {rep + 1}/{args.reps}: {name}")
                 samples[name].append(run())
-    baseline = statistics.median(s["per_s"] for s in samples["multiprocessing.Pool(1).apply"]) if (
-        "multiprocessing.Pool(1).apply" in samples
-    ) else None
+    baseline = (
+        statistics.median(s["per_s"] for s in samples["multiprocessing.Pool(1).apply"])
+        if ("multiprocessing.Pool(1).apply" in samples)
+        else None
+    )
     rows = []
     for name, reps in samples.items():
         rate = statistics.median(s["per_s"] for s in reps)
-        rows.append([
-            name,
-            rate,
-            f"{rate / baseline:.2f}x" if baseline else "",
-            statistics.median(s["p50_us"] for s in reps),
-            statistics.median(s["p99_us"] for s in reps),
-        ])
-    body = "\n".join([
-        "## Task round trips (issue 3)",
-        "",
-        harness.environment(parameters={"round trips per rep": args.count, "reps": args.reps, "pinning": "none"}),
-        "",
-        harness.markdown_table(["contender", "round trips/s", "vs Pool(1).apply", "p50 µs", "p99 µs"], rows),
-    ])
+        rows.append(
+            [
+                name,
+                rate,
+                f"{rate / baseline:.2f}x" if baseline else "",
+                statistics.median(s["p50_us"] for s in reps),
+                statistics.median(s["p99_us"] for s in reps),
+            ]
+        )
+    body = "\n".join(
+        [
+            "## Task round trips (issue 3)",
+            "",
+            harness.environment(
+                parameters={"round trips per rep": args.count, "reps": args.reps, "pinning": "none"}
+            ),
+            "",
+            harness.markdown_table(
+                ["contender", "round trips/s", "vs Pool(1).apply", "p50 µs", "p99 µs"], rows
+            ),
+        ]
+    )
     harness.publish("tasks", body, args.no_write, samples)
 
 
