@@ -1,8 +1,8 @@
 /* The common case of pyswoole.http.response.Response in C: ``ResponseCore`` holds a response's
  * fields and does ``header()`` for an already validated name and ``end()`` for a keep-alive
- * HTTP/1.1 200 with its Content-Type and no compression (what nearly every request does); every
- * other case goes to the Python implementation (``_set_header``, ``_end``), which is the
- * reference. */
+ * HTTP/1.1 200 with its Content-Type (what nearly every request does; ``maybe_compress`` decides
+ * on compression); every other case goes to the Python implementation (``_set_header``,
+ * ``_end``), which is the reference. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
@@ -12,6 +12,7 @@ enum { FRESH = 0, STREAMING = 1, ENDED = 2 };
 static PyObject *canonical;    /* dict: header name as given -> canonical name (validated) */
 static PyObject *date_header;  /* DateHeader: its ``raw`` is the Server and Date lines */
 static PyObject *ok_line;      /* bytes: "HTTP/1.1 200 OK\r\n" */
+static PyObject *maybe_compress; /* pyswoole.http.compression.maybe_compress */
 static PyObject *str_connection, *str_content_type, *str_content_length, *str_transfer_encoding;
 static PyObject *str_keep_alive, *str_version, *str_method, *str_options, *str_compression;
 static PyObject *str_compression_min_length, *str_raw, *str_set_header, *str_end, *str_finish_response, *str_http11;
@@ -139,8 +140,11 @@ static int is_plain_ok(ResponseCore *self) {
     return 1;
 }
 
-/* True if ``body_len`` bytes would be compressed (``http_compression`` on, over its minimum). */
-static int compresses(ResponseCore *self, Py_ssize_t body_len) {
+/* With ``http_compression`` on and a body of at least its minimum length, ``maybe_compress``
+ * (Python) decides: *body is set to the body to send (compressed or not) and *extra to the header
+ * lines to add. Return 1 when it was asked, 0 when compression is out of the question, -1 on error. */
+static int compress_body(ResponseCore *self, PyObject *data, Py_ssize_t body_len, PyObject **body,
+                         PyObject **extra) {
     PyObject *options = PyObject_GetAttr(self->conn, str_options);
     if (options == NULL) return -1;
     PyObject *enabled = PyObject_GetAttr(options, str_compression);
@@ -151,6 +155,21 @@ static int compresses(ResponseCore *self, Py_ssize_t body_len) {
         Py_ssize_t limit = minimum == NULL ? -1 : PyLong_AsSsize_t(minimum);
         Py_XDECREF(minimum);
         result = limit == -1 && PyErr_Occurred() ? -1 : body_len >= limit;
+    }
+    if (result == 1) {
+        PyObject *raw = PyUnicode_CheckExact(data) ? PyUnicode_AsUTF8String(data) : Py_NewRef(data);
+        PyObject *decided = raw == NULL ? NULL : PyObject_CallFunctionObjArgs(maybe_compress, self, raw, options, NULL);
+        Py_XDECREF(raw);
+        if (decided == NULL || !PyTuple_CheckExact(decided) || PyTuple_GET_SIZE(decided) != 2 ||
+            !PyBytes_CheckExact(PyTuple_GET_ITEM(decided, 0)) || !PyUnicode_Check(PyTuple_GET_ITEM(decided, 1))) {
+            if (decided != NULL) PyErr_SetString(PyExc_TypeError, "maybe_compress must return (bytes, str)");
+            Py_XDECREF(decided);
+            result = -1;
+        } else {
+            *body = Py_NewRef(PyTuple_GET_ITEM(decided, 0));
+            *extra = Py_NewRef(PyTuple_GET_ITEM(decided, 1));
+            Py_DECREF(decided);
+        }
     }
     Py_DECREF(options);
     return result;
@@ -173,33 +192,40 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
         body = PyBytes_AS_STRING(data);
         body_len = PyBytes_GET_SIZE(data);
     }
-    int compressed = compresses(self, body_len);
-    if (compressed < 0) return NULL;
-    if (compressed) return fall_back(self, str_end, args, nargs, kwnames);
-    PyObject *date = PyObject_GetAttr(date_header, str_raw);
-    if (date == NULL) return NULL;
-    if (!PyBytes_Check(date)) {
-        Py_DECREF(date);
+    PyObject *encoded = NULL, *extra = NULL;
+    const char *extra_text = "";
+    Py_ssize_t extra_len = 0;
+    int asked = compress_body(self, data, body_len, &encoded, &extra);
+    if (asked < 0) return NULL;
+    if (asked) {
+        body = PyBytes_AS_STRING(encoded);
+        body_len = PyBytes_GET_SIZE(encoded);
+        extra_text = PyUnicode_AsUTF8AndSize(extra, &extra_len);
+    }
+    PyObject *date = extra_text == NULL ? NULL : PyObject_GetAttr(date_header, str_raw);
+    if (date != NULL && !PyBytes_Check(date)) {
+        Py_CLEAR(date);
         PyErr_SetString(PyExc_TypeError, "DateHeader.raw must be bytes");
-        return NULL;
     }
     char length[48];
     int length_len = snprintf(length, sizeof length, "Content-Length: %zd\r\n\r\n", body_len);
-    Py_ssize_t size = PyBytes_GET_SIZE(ok_line) + PyBytes_GET_SIZE(date) + length_len + body_len;
+    Py_ssize_t size = date == NULL ? 0 : PyBytes_GET_SIZE(ok_line) + PyBytes_GET_SIZE(date) + extra_len + length_len + body_len;
     Py_ssize_t pos = 0;
     PyObject *name, *line;
-    while (PyDict_Next(self->headers, &pos, &name, &line)) {
+    while (date != NULL && PyDict_Next(self->headers, &pos, &name, &line)) {
         Py_ssize_t line_len;
         if (!PyUnicode_Check(line) || PyUnicode_AsUTF8AndSize(line, &line_len) == NULL) {
-            Py_DECREF(date);
+            Py_CLEAR(date);
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "header lines must be str");
-            return NULL;
+            break;
         }
         size += line_len;
     }
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, size);
+    PyObject *payload = date == NULL ? NULL : PyBytes_FromStringAndSize(NULL, size);
     if (payload == NULL) {
-        Py_DECREF(date);
+        Py_XDECREF(date);
+        Py_XDECREF(encoded);
+        Py_XDECREF(extra);
         return NULL;
     }
     char *out = PyBytes_AS_STRING(payload);
@@ -215,9 +241,13 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
         memcpy(out, text, line_len);
         out += line_len;
     }
+    memcpy(out, extra_text, extra_len);
+    out += extra_len;
     memcpy(out, length, length_len);
     out += length_len;
     memcpy(out, body, body_len);
+    Py_XDECREF(encoded);
+    Py_XDECREF(extra);
     self->state = ENDED;
     PyObject *call_args[3] = {self->conn, (PyObject *)self, payload};
     PyObject *result = PyObject_VectorcallMethod(str_finish_response, call_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
@@ -251,8 +281,10 @@ static void Core_dealloc(ResponseCore *self) {
 }
 
 static PyObject *configure(PyObject *module, PyObject *args) {
-    PyObject *names, *date, *line;
-    if (!PyArg_ParseTuple(args, "O!OO!", &PyDict_Type, &names, &date, &PyBytes_Type, &line)) return NULL;
+    PyObject *names, *date, *line, *compress;
+    if (!PyArg_ParseTuple(args, "O!OO!O", &PyDict_Type, &names, &date, &PyBytes_Type, &line, &compress))
+        return NULL;
+    Py_XSETREF(maybe_compress, Py_NewRef(compress));
     Py_XSETREF(canonical, Py_NewRef(names));
     Py_XSETREF(date_header, Py_NewRef(date));
     Py_XSETREF(ok_line, Py_NewRef(line));
@@ -299,7 +331,7 @@ static PyType_Spec Core_spec = {
 
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(canonical_names, date_header, ok_line): what the fast paths read."},
+     "configure(canonical_names, date_header, ok_line, maybe_compress): what the fast paths use."},
     {NULL},
 };
 

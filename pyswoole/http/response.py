@@ -26,7 +26,7 @@ _IGNORED = frozenset(("Content-Length", "Transfer-Encoding"))
 _NO_BODY_STATUS = frozenset((204, 304))
 #: Files up to this size are read and sent with the head in one write; larger ones stream.
 SENDFILE_INLINE = 64 * 1024
-configure(_CANONICAL, DATE, STATUS_LINES[200].encode())  # what ResponseCore's fast paths read
+configure(_CANONICAL, DATE, STATUS_LINES[200].encode(), compression.maybe_compress)  # for ResponseCore
 
 
 def canonical(name: str) -> str:
@@ -46,8 +46,9 @@ class Response(ResponseCore):
 
     Its fields (``conn``, ``request``, ``status_code``, ``reason``, ``headers``, ``state``,
     ``keep_alive``, ``detached``) live in ``ResponseCore`` (C), which also does ``header()`` for a
-    valid cached name and ``end()`` for a keep-alive HTTP/1.1 200 with its Content-Type and no
-    compression; everything else comes here (``_set_header``, ``_end``).
+    valid cached name and ``end()`` for a keep-alive HTTP/1.1 200 with its Content-Type
+    (``compression.maybe_compress`` decides on compression there too); everything else comes
+    here (``_set_header``, ``_end``).
     """
 
     @property
