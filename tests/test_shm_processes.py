@@ -90,8 +90,13 @@ def test_incr_if_and_replace_loops_from_four_processes_lose_no_update(children):
     table.column("hits", Table.TYPE_INT)
     table.column("text", Table.TYPE_STRING, 24)
     table.create()
+    ready = Atomic()
 
     def work():
+        ready.add(1)
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while ready.get() < processes and time.monotonic() < deadline:  # start together: contend
+            pass
         for _ in range(per_process):
             assert table.incr_if("counter", "hits", 1, {"text": ""}) is not None
             while True:  # read, compute, compare-and-set: retried when another process won
