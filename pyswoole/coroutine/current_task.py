@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.tasks
+from collections.abc import Callable
 from typing import Any
 
 from pyswoole.coroutine import runner
@@ -72,8 +73,17 @@ class EagerTask:
         return hash(("pyswoole-coroutine", self.cid))
 
 
+#: Asked first during an eager step (set by ``pyswoole.asgi``): a real Task for the coroutine of
+#: the step, which will run the rest of it, or None.
+promote: Callable[[], asyncio.Task | None] | None = None
+
+
 def current_task(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task | None:
     """``asyncio.current_task``, which also knows the coroutine of an eager step."""
+    if promote is not None and runner._current is not None:
+        promoted = promote()
+        if promoted is not None:
+            return promoted
     task = _original_current_task(loop)
     if task is None and runner._current is not None:
         record = runner.current()
