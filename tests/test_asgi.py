@@ -133,6 +133,12 @@ RAW_APP = textwrap.dedent(
                 await asyncio.sleep(0.01)
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
             await send({"type": "http.response.body", "body": b"ok"})
+        elif path == "/anyio":  # imported late; a cancel scope entered in the first step needs a real Task
+            import anyio
+            with anyio.fail_after(5):
+                await anyio.sleep(0.01)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+            await send({"type": "http.response.body", "body": b"anyio"})
         elif path.startswith("/scope"):
             import json
             info = {k: v for k, v in scope.items()
@@ -179,7 +185,7 @@ def test_fastapi_json_stream_upload_state_and_errors(fastapi_server):
             "note": "n1",
         }
         assert c.get("/state").json() == {"started": "yes", "db": "connected"}
-        assert c.get("/scoped").json() == {"scoped": True}  # anyio: each request has its Task
+        assert c.get("/scoped").json() == {"scoped": True}  # anyio's cancel scopes get a real Task
         r = c.get("/fail")
         assert r.status_code == 500
         assert c.get("/items/1").status_code == 200  # the worker is still serving
@@ -205,6 +211,7 @@ def test_raw_asgi_app_scope_and_protocol_errors(run_server, tmp_path):
         r = c.get("/nocontent")
         assert r.status_code == 204 and r.headers["x-a"] == "1" and "content-length" not in r.headers
         assert c.get("/timeout").text == "ok"
+        assert c.get("/anyio").text == "anyio"
         r = c.get("/close")
         assert r.text == "bye" and r.headers["connection"] == "close"
         assert r.headers["server"] == "pyswoole" and r.headers["date"] != "never"
@@ -217,14 +224,21 @@ def test_raw_asgi_app_scope_and_protocol_errors(run_server, tmp_path):
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
-            b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path for path in (b"/", b"/timeout", b"/"))
+            b"".join(
+                b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path for path in (b"/", b"/timeout", b"/anyio", b"/")
+            )
         )
         data = b""
-        while data.count(b"HTTP/1.1 200") < 3 or not data.endswith(b"Hello, World!"):
+        while data.count(b"HTTP/1.1 200") < 4 or not data.endswith(b"Hello, World!"):
             chunk = sock.recv(65536)
             assert chunk, data
             data += chunk
-    assert data.index(b"Hello") < data.index(b"\r\n\r\nok") < data.rindex(b"Hello")
+    assert (
+        data.index(b"Hello")
+        < data.index(b"\r\n\r\nok")
+        < data.index(b"\r\n\r\nanyio")
+        < data.rindex(b"Hello")
+    )
 
 
 def test_same_answers_as_uvicorn(run_server, tmp_path):

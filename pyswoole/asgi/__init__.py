@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
+from pyswoole.coroutine import current_task, runner
 from pyswoole.http.connection import HttpConnection
 from pyswoole.http.request import Request
 from pyswoole.http.response import DATE, ENDED, FRESH, STREAMING, Response
@@ -249,60 +249,141 @@ def http_scope(request: Request, state: dict[str, Any] | None) -> Scope:
     return scope
 
 
+_IDLE: Any = object()
+#: While an application takes its first step in place: the ``_pending_parent`` of that step in
+#: the runner (tells it from coroutines it starts itself); ``_IDLE`` otherwise.
+_step_parent: Any = _IDLE
+#: The Task given to the application during that step and the hand-over list it reads.
+_step_box: tuple[asyncio.Task, list] | None = None
+
+
+def _promote() -> asyncio.Task | None:
+    """``asyncio.current_task()`` asked during an application's first step in place: a real Task
+    for the request (made once), which runs the rest of it if it suspends. anyio's cancel scopes
+    and task groups need one: they key their state on the Task they were entered in."""
+    global _step_box
+    if (
+        _step_parent is _IDLE
+        or runner._current is not runner._PENDING
+        or runner._pending_parent is not _step_parent
+    ):
+        return None
+    if _step_box is None:
+        handoff: list = []
+        _step_box = (asyncio.get_running_loop().create_task(_promoted(handoff)), handoff)
+    return _step_box[0]
+
+
+async def _promoted(handoff: list) -> None:
+    """The Task of a request whose application asked for one: the rest of its run, if any."""
+    if handoff and handoff[0] is not None:
+        rest, cycle = handoff[0]
+        await _run(rest, cycle)
+
+
+async def _run(app: Awaitable[None], cycle: HttpCycle) -> None:
+    """Await (the rest of) the application of one request, then check its answer."""
+    try:
+        await app
+    except Exception:
+        _failed(cycle)
+        return
+    if cycle.response.state != ENDED:
+        _unfinished(cycle)
+
+
+def _failed(cycle: HttpCycle) -> None:
+    """The application raised: 500 if nothing was sent yet, else cut the connection."""
+    request = cycle.request
+    response = cycle.response
+    log.exception("ASGI application failed for %s %s", request.get_method(), request.url.decode("latin-1"))
+    if response.state == FRESH:
+        cycle.head = None
+        response.keep_alive = False
+        cycle.conn.fail(response)
+    elif response.state == STREAMING:
+        response.state = ENDED
+        cycle.conn.transport.abort()
+
+
+def _unfinished(cycle: HttpCycle) -> None:
+    """The application returned before the end of its response."""
+    response = cycle.response
+    if cycle.head is None:
+        log.error("ASGI application returned without a response for %s", cycle.request.url.decode("latin-1"))
+        cycle.conn.fail(response)
+    else:  # returned in the middle of a streamed body: the response is incomplete
+        log.error("ASGI application returned before the end of its response body")
+        response.state = ENDED
+        cycle.conn.transport.abort()
+
+
+current_task.promote = _promote
+
+
 class ASGIHandler:
     """The ``request`` callback that runs an ASGI application, plus its lifespan.
 
-    The application is started in place, as pyswoole starts any handler (no Task unless it
-    suspends: ``asyncio.current_task()`` answers meanwhile, see ``pyswoole.coroutine.current_task``),
-    except when ``task`` is true: then each request runs in an asyncio Task of its own from the
-    start. anyio's cancel scopes and task groups (Starlette, FastAPI, Litestar...) key their state
-    on the real Task they were entered in, so ``task=None`` (the default) means: a Task per request
-    when the application imported anyio.
+    The application is started in place, as pyswoole starts any handler: no Task unless it
+    suspends. If it asks for ``asyncio.current_task()`` before (anyio's cancel scopes and task
+    groups do: Starlette, FastAPI...), it gets a real Task at once, which runs the rest of the
+    request. ``task=True`` runs every request in a Task of its own from the start instead.
     """
 
-    def __init__(self, app: ASGIApp, lifespan: str = "auto", task: bool | None = None):
+    def __init__(self, app: ASGIApp, lifespan: str = "auto", task: bool = False):
         if lifespan not in ("auto", "on", "off"):
             raise ValueError("lifespan must be 'auto', 'on' or 'off'")
         self.app = app
         self.lifespan_mode = lifespan
         #: False: run requests in a Task of their own (read by the HTTP server, HttpOptions.eager).
-        self.eager = not ("anyio" in sys.modules if task is None else task)
+        self.eager = not task
         self.state: dict[str, Any] | None = None
         #: Set while the lifespan startup runs (requests wait for it), None otherwise.
         self.ready: asyncio.Event | None = None
         self._lifespan: Lifespan | None = None
 
     async def __call__(self, request: Request, response: Response) -> None:
+        global _step_parent, _step_box
         ready = self.ready
         if ready is not None:
             await ready.wait()
         conn = request.conn
         assert conn is not None
         cycle = HttpCycle(conn, request, response)
-        try:
-            await self.app(http_scope(request, self.state), cycle.receive, cycle.send)
-        except Exception:
-            log.exception(
-                "ASGI application failed for %s %s", request.get_method(), request.url.decode("latin-1")
-            )
-            if response.state == FRESH:
-                cycle.head = None
-                response.keep_alive = False
-                conn.fail(response)
-            elif response.state == STREAMING:
-                response.state = ENDED
-                conn.transport.abort()
+        app = self.app(http_scope(request, self.state), cycle.receive, cycle.send)
+        if runner._current is not runner._PENDING:  # in a Task already
+            await _run(app, cycle)
             return
-        if response.state != ENDED:
-            if cycle.head is None:
-                log.error(
-                    "ASGI application returned without a response for %s", request.url.decode("latin-1")
-                )
-                conn.fail(response)
-            else:  # returned in the middle of a streamed body: the response is incomplete
-                log.error("ASGI application returned before the end of its response body")
-                response.state = ENDED
-                conn.transport.abort()
+        # The first step in place; asked for the current task meanwhile, the application gets a
+        # real one (see _promote), which then runs the rest.
+        outer_parent = _step_parent
+        outer_box = _step_box
+        _step_parent = runner._pending_parent
+        _step_box = None
+        try:
+            yielded = app.send(None)
+        except StopIteration:
+            app = None  # answered in place (the common case)
+        except Exception:
+            app = None
+            _failed(cycle)
+        finally:
+            box = _step_box
+            _step_parent = outer_parent
+            _step_box = outer_box
+        if app is None:
+            if response.state != ENDED:
+                _unfinished(cycle)
+            if box is not None:
+                box[1].append(None)
+            return
+        rest = runner._continue(app, yielded)
+        rest.send(None)  # parked: its next step yields what the application waits for
+        if box is None:
+            await _run(rest, cycle)
+        else:
+            box[1].append((rest, cycle))
+            await box[0]
 
     async def startup(self, server: Server, worker_id: int) -> None:
         if self.lifespan_mode == "off" or getattr(
@@ -375,7 +456,7 @@ class Lifespan:
             log.warning("ASGI lifespan shutdown did not complete in time")
 
 
-def attach(server: Server, app: ASGIApp, lifespan: str = "auto", task: bool | None = None) -> ASGIHandler:
+def attach(server: Server, app: ASGIApp, lifespan: str = "auto", task: bool = False) -> ASGIHandler:
     """Serve ``app`` on ``server``: its ``request``, ``worker_start`` and ``worker_exit`` callbacks,
     and on a ``pyswoole.websocket.Server`` the websocket scope too. ``task``: see ``ASGIHandler``."""
     handler = ASGIHandler(app, lifespan, task)
