@@ -263,31 +263,19 @@ class TaskWorker:
             self._next()
 
     def _next(self) -> None:
+        """Run the tasks in hand, one at a time, until one suspends (its end resumes the rest)."""
         while self.backlog:
-            payload = self.backlog.popleft()
             self.running = True
-            outcome = self._start_task(payload)
-            if outcome is not None:  # an async task that suspended: resume from its completion
-                outcome.add_done_callback(self._after_async_task)
+            task = self._start_task(self.backlog.popleft())
+            if task is not None:
+                task.add_done_callback(self._resume)
                 return
-            self._after_task(schedule=False)
+            self.current = None
         self.running = False
 
-    def _after_async_task(self, _: asyncio.Task) -> None:
-        self._after_task()
-
-    def _after_task(self, schedule: bool = True) -> None:
+    def _resume(self, _: asyncio.Task) -> None:
         self.current = None
-        self.done += 1
-        max_request = self.max_request
-        if max_request and self.done >= max_request and not self.stopping:
-            self.stopping = True
-            asyncio.get_running_loop().call_soon(self._end)
-        if not self.backlog:
-            self._become_idle()
-        if schedule:
-            self.running = False
-            self._next()
+        self._next()
 
     def _start_task(self, payload: bytes) -> asyncio.Task | None:
         """Run one task; an async one runs in place until it first suspends, and only then
@@ -309,7 +297,7 @@ class TaskWorker:
             return None
         if hasattr(result, "__await__"):
             return runner.start(self._finish_async(result, task_id, src_worker_id), name="task")
-        self._complete(result)
+        self._ended(STATUS_OK if result is not None else STATUS_EMPTY, result)
         return None
 
     async def _finish_async(self, awaitable: Any, task_id: int, src_worker_id: int) -> None:
@@ -318,7 +306,7 @@ class TaskWorker:
         except Exception as exc:
             self._failed(task_id, src_worker_id, exc)
         else:
-            self._complete(result)
+            self._ended(STATUS_OK if result is not None else STATUS_EMPTY, result)
 
     def _failed(self, task_id: int, src_worker_id: int, exc: Exception) -> None:
         log.error(
@@ -329,11 +317,21 @@ class TaskWorker:
             exc,
             exc_info=exc,
         )
-        self._reply(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
+        self._ended(STATUS_ERROR, f"{type(exc).__name__}: {exc}")
 
-    def _complete(self, result: Any) -> None:
+    def _ended(self, status: int, value: Any) -> None:
+        """The task is over: count it and become free (idle, or ask the manager for queued work)
+        before its result leaves, so that the worker that gets the result finds this task worker
+        free for its next task instead of queueing it at the manager. One result per task: after
+        ``finish()``, the return value (or an exception) is not sent."""
+        self.done += 1
+        if self.max_request and self.done >= self.max_request and not self.stopping:
+            self.stopping = True
+            asyncio.get_running_loop().call_soon(self._end)
+        if not self.backlog:
+            self._become_idle()
         if not self.finished:
-            self._reply(STATUS_OK if result is not None else STATUS_EMPTY, result)
+            self._reply(status, value)
 
     def finish(self, result: Any) -> bool:
         """Send the running task's result to the worker that dispatched it."""
