@@ -125,9 +125,16 @@ class Mailbox:
             if self._accept(datagram, fds) and self._one_message:
                 return
 
-    def receive(self, timeout: float | None = None) -> tuple[int, int, bytes, list[int]] | None:
+    def receive(
+        self, timeout: float | None = None, spin: float = 0.0
+    ) -> tuple[int, int, bytes, list[int]] | None:
         """Blocking receive of one whole message, for code that cannot wait on the event loop;
-        None after ``timeout`` seconds. (The socket stays non-blocking: receive, else poll.)"""
+        None after ``timeout`` seconds. (The socket stays non-blocking: receive, else poll.)
+
+        With ``spin`` (seconds), a missing message is first awaited without sleeping, yielding the
+        CPU between checks: where waking a process that sleeps on another CPU is slow (tens of µs
+        in a virtual machine), a reply that arrives within ``spin`` is taken at once.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
@@ -139,11 +146,23 @@ class Mailbox:
                 if self._poller is None:
                     self._poller = select.poll()
                     self._poller.register(self.sock.fileno(), select.POLLIN)
+                if spin:
+                    self._spin(min(spin, wait / 1000) if wait >= 0 else spin)
+                    spin = 0.0
+                    continue
                 self._poller.poll(wait)
                 continue
             message = self._join(datagram, fds)
             if message is not None:
                 return message
+
+    def _spin(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for input without sleeping (other processes may run meanwhile)."""
+        assert self._poller is not None
+        poll = self._poller.poll
+        end = time.perf_counter() + seconds
+        while not poll(0) and time.perf_counter() < end:
+            os.sched_yield()
 
     def pending(self) -> list[tuple[int, int, bytes, list[int]]]:
         """Every whole message already queued, without waiting."""
