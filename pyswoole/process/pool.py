@@ -286,17 +286,20 @@ class Pool:
         relay = _StopRelay()
         for signo in _STOP_SIGNALS:
             signal.signal(signo, relay.handler)
+        started = False  # worker_stop pairs with a worker that began: one stopped before runs neither
         try:
             if "worker_start" in self._callbacks:
+                started = True
                 self._invoke("worker_start", worker_id)
             if self.ipc_type != IPC_NONE and "message" in self._callbacks:
+                started = True
                 return self._serve_messages()
         except _WorkerStopped:
             pass
         finally:
             _ignore_stop_signals()
             try:
-                if "worker_stop" in self._callbacks:
+                if started and "worker_stop" in self._callbacks:
                     self._invoke("worker_stop", worker_id)
             finally:
                 _flush_stdio()
