@@ -276,7 +276,7 @@ def test_store_limits_are_clear_errors(kv_client):
 def test_pool_over_several_workers_sees_one_store(kv, kv_client):
     pool = ConnectionPool(port=kv.port, max_connections=16, socket_timeout=5)
     clients = [Redis(connection_pool=pool) for _ in range(16)]
-    connections = [pool.get_connection("INFO") for _ in range(16)]
+    connections = [pool.get_connection() for _ in range(16)]
     try:
         pids = set()
         for i, conn in enumerate(connections):
