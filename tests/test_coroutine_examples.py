@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -127,11 +128,11 @@ def test_coroutine_prints_ab_then_c_and_the_defers_lifo(reader: Any):
 
 
 def test_coroutine_exec_runs_the_commands_at_once():
-    out, elapsed = run("coroutine_exec.py", "--count", "10", "--seconds", "1", "--verbose")
+    out, _ = run("coroutine_exec.py", "--count", "10", "--seconds", "1", "--verbose")
     lines = out.splitlines()
     assert lines.count("{'code': 0, 'signal': 0, 'output': ''}") == 10
-    assert lines[-1].startswith("10 commands in ")
-    assert elapsed < 3.0, elapsed  # one after another: 10 s
+    took = float(re.fullmatch(r"10 commands in ([\d.]+) s", lines[-1]).group(1))
+    assert took < 5.0, took  # concurrently ~1 s (the interpreter's start-up not counted); one after another: 10 s
     assert run("coroutine_exec.py", "--count", "2", "--seconds", "0.1")[0] == ""
 
 
