@@ -170,6 +170,24 @@ def test_push_broadcast_and_disconnect_cross_workers(server):
     run(main())
 
 
+def test_open_runs_before_the_client_reads_the_101(server):
+    """A client that has its 101 is in the member list ``open`` keeps: a broadcast another
+    connection (on the other worker) makes right away reaches it."""
+
+    async def main():
+        async with (
+            await connect(server.url("/"), compression=False) as first,
+            await connect(server.url("/?slow_open=1"), compression=False) as second,
+        ):
+            await first.send("cmd:members")
+            members = json.loads(await first.recv())
+            me, other = await info(second), await info(first)
+            assert me["worker_id"] != other["worker_id"], "the two connections share a worker"
+            assert me["fd"] in members, (me["fd"], members)
+
+    run(main())
+
+
 def test_push_to_a_plain_http_connection_is_refused(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as plain:
         plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")  # body pending

@@ -15,7 +15,8 @@ from helpers import ServerProcess, free_port, recv_until
 
 APP_SOURCE = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
+    from pyswoole import Table
     from pyswoole.websocket import Server, FLAG_FIN, FLAG_COMPRESS, OPCODE_TEXT
     from pyswoole.protocol.websocket import server_handshake
 
@@ -23,9 +24,16 @@ APP_SOURCE = textwrap.dedent(
     ws = Server("127.0.0.1", port)
     ws.set({"worker_num": 2, "log_level": 1, **settings})
 
+    members = Table(1024)  # a room's member list, kept by open and close as the demos do
+    members.column("fd", Table.TYPE_INT)
+    members.create()
+
     @ws.on("open")
     def on_open(server, request):
         print("open", request.fd, os.getpid(), request.server["request_uri"], flush=True)
+        if request.get and "slow_open" in request.get:
+            time.sleep(0.3)  # a slow member list: the client must not see the 101 before it is in it
+        members.set(str(request.fd), {"fd": request.fd})
         if request.get and "greet" in request.get:
             server.push(request.fd, "Hello, welcome\\n")
 
@@ -51,6 +59,8 @@ APP_SOURCE = textwrap.dedent(
                 "exist": server.exist(target), "established": server.is_established(target),
                 "status": info.get("websocket_status"), "connections": list(server.connections),
             }))
+        elif verb == "members":
+            server.push(frame.fd, json.dumps(sorted(row["fd"] for _, row in members)))
         elif verb == "push":
             fd, _, text = arg.partition(" ")
             server.push(frame.fd, f"pushed {server.push(int(fd), text)}")
@@ -73,6 +83,7 @@ APP_SOURCE = textwrap.dedent(
 
     @ws.on("close")
     def on_close(server, fd, reactor_id):
+        members.delete(str(fd))
         print("close", fd, reactor_id, flush=True)
 
     if "handshake" in features:

@@ -195,12 +195,7 @@ class WebSocketConnection(HttpConnection):
             self.write(simple_response(exc.status, f"{exc.reason}\n".encode(), extra=extra))
             self._close_after_reply()
             return
-        # Established for every worker before the 101 leaves: the client may make another
-        # connection broadcast to this one the moment it reads the 101.
-        self.worker.registry.set_websocket_status(self.fd, STATUS_ACTIVE)
-        self.write(agreed.response())
-        self.flush()
-        self._open(request, agreed.deflate)
+        self._accept(agreed.response(), request, agreed.deflate)
 
     async def _custom_handshake(self, request: Request, response: Response) -> None:
         handler = self.ws.on_handshake
@@ -235,13 +230,9 @@ class WebSocketConnection(HttpConnection):
             name, _, value = line.partition(":")
             if name.lower() == "sec-websocket-extensions":
                 deflate = accept_deflate(value.strip(), DeflateParams())
-        self.worker.registry.set_websocket_status(self.fd, STATUS_ACTIVE)  # before the 101 (see _dispatch)
-        ok = self.write(payload)
-        self.flush()
         self.active = None
         assert response.request is not None
-        self._open(response.request, deflate)
-        return ok
+        return self._accept(payload, response.request, deflate)
 
     def upgrade(self) -> None:
         if self.codec is None and self.handshake_response is None:
@@ -253,8 +244,25 @@ class WebSocketConnection(HttpConnection):
         self.head_since = 0.0
         self.transport.close()
 
+    def _accept(self, response_101: bytes, request: Request, deflate: DeflateParams | None) -> bool:
+        """Upgrade: the connection is established for every worker and the first step of ``open``
+        has run (a chat room adding the client to its member list, say) before the 101 leaves, since
+        the client may make another connection broadcast to this one the moment it reads the 101."""
+        self.worker.registry.set_websocket_status(self.fd, STATUS_ACTIVE)
+        self.flush()  # HTTP responses before the upgrade leave first
+        ok = not self.transport.is_closing()
+        self.bytes_out += len(response_101)
+        self.batch = [response_101]  # what open sends and the replies to frames after the handshake follow it
+        self.batch_size = len(response_101)
+        try:
+            self._open(request, deflate)
+        finally:
+            self._write_batch()
+            self.batch = None
+        return ok
+
     def _open(self, request: Request, deflate: DeflateParams | None) -> None:
-        """The 101 response is out: switch to frames, fire ``open``, parse what came after."""
+        """Switch to frames, fire ``open``, parse what came after the handshake."""
         parser = self.parser
         leftover = parser.upgrade_data if parser is not None else None
         self._switch(deflate)
@@ -278,14 +286,16 @@ class WebSocketConnection(HttpConnection):
 
     def _handle(self, events: list[Frame | ProtocolError]) -> None:
         """Handle a read's events; the frames sent meanwhile leave together (``batch``)."""
-        if len(events) > 1:
+        batching = self.batch is None and len(events) > 1  # (a batch may be open already: see _accept)
+        if batching:
             self.batch = []
             self.batch_size = 0
         try:
             messages = self._start_callbacks(events)
         finally:
-            self._write_batch()
-            self.batch = None
+            if batching:
+                self._write_batch()
+                self.batch = None
         if messages:
             self.count_requests(messages)
 
