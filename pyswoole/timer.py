@@ -18,9 +18,21 @@ from pyswoole.coroutine.runner import spawn
 
 
 class _Entry:
-    __slots__ = ("args", "callback", "exec_count", "handle", "id", "interval", "next_at", "repeat", "start_ms")
+    __slots__ = (
+        "args",
+        "callback",
+        "exec_count",
+        "handle",
+        "id",
+        "interval",
+        "next_at",
+        "repeat",
+        "start_ms",
+    )
 
-    def __init__(self, timer_id: int, interval: float, callback: Callable[..., Any], args: tuple, repeat: bool):
+    def __init__(
+        self, timer_id: int, interval: float, callback: Callable[..., Any], args: tuple, repeat: bool
+    ):
         self.id = timer_id
         self.interval = interval
         self.callback = callback

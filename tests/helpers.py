@@ -23,7 +23,9 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, message: str = ""
+) -> object:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -81,11 +83,20 @@ class ServerProcess:
     def start(self, ready: Callable[[], object] | None = None, timeout: float = 15.0) -> ServerProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=ROOT,
+            start_new_session=True,
         )
         if ready is not None:
             try:
-                wait_for(lambda: ready() or self.proc.poll() is not None, timeout, message="server did not get ready")
+                wait_for(
+                    lambda: ready() or self.proc.poll() is not None,
+                    timeout,
+                    message="server did not get ready",
+                )
             except BaseException:
                 self.stop()
                 raise
@@ -104,7 +115,11 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_output(self, text: str, timeout: float = 10.0, count: int = 1) -> str:
-        wait_for(lambda: self.output().count(text) >= count, timeout, message=f"{text!r} not in output:\n{self.output()}")
+        wait_for(
+            lambda: self.output().count(text) >= count,
+            timeout,
+            message=f"{text!r} not in output:\n{self.output()}",
+        )
         return self.output()
 
     def signal(self, signo: int) -> None:

@@ -33,7 +33,13 @@ def app(tmp_path: Path):
         "APP_LOG_FILE": str(tmp_path / "app.log"),
         "PYTHONPATH": str(ROOT),
     }
-    info = {"path": path, "port": port, "env": env, "pid_file": tmp_path / "app.pid", "log": tmp_path / "app.log"}
+    info = {
+        "path": path,
+        "port": port,
+        "env": env,
+        "pid_file": tmp_path / "app.pid",
+        "log": tmp_path / "app.log",
+    }
     masters: list[int] = []
     info["masters"] = masters  # every master pid the test saw: their process groups are cleaned up
     yield info
@@ -51,7 +57,11 @@ def service_pids(master_pid: int) -> list[int]:
 
 def cli(app, *args, timeout=60):
     return subprocess.run(
-        [sys.executable, "-m", "pyswoole", *args], env=app["env"], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "pyswoole", *args],
+        env=app["env"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -132,7 +132,9 @@ def test_coroutine_exec_runs_the_commands_at_once():
     lines = out.splitlines()
     assert lines.count("{'code': 0, 'signal': 0, 'output': ''}") == 10
     took = float(re.fullmatch(r"10 commands in ([\d.]+) s", lines[-1]).group(1))
-    assert took < 5.0, took  # concurrently ~1 s (the interpreter's start-up not counted); one after another: 10 s
+    assert took < 5.0, (
+        took
+    )  # concurrently ~1 s (the interpreter's start-up not counted); one after another: 10 s
     assert run("coroutine_exec.py", "--count", "2", "--seconds", "0.1")[0] == ""
 
 

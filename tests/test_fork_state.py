@@ -25,7 +25,9 @@ co.run(parent)
 
 
 def test_coroutines_of_the_parent_do_not_exist_in_a_forked_child():
-    result = subprocess.run([sys.executable, "-c", CHILD_OF_A_COROUTINE], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_OF_A_COROUTINE], capture_output=True, text=True, timeout=30
+    )
     assert result.stdout.strip() == "child 0", result.stderr
 
 

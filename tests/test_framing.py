@@ -25,7 +25,11 @@ def feed_all(framer, chunks):
 
 
 @settings(max_examples=200, deadline=None)
-@given(payloads, st.lists(st.integers(min_value=0, max_value=100_000), max_size=40), st.sampled_from(sorted(LENGTH_TYPES)))
+@given(
+    payloads,
+    st.lists(st.integers(min_value=0, max_value=100_000), max_size=40),
+    st.sampled_from(sorted(LENGTH_TYPES)),
+)
 def test_length_framer_any_chunking(bodies, cuts, code):
     fmt = struct.Struct(LENGTH_TYPES[code])
     limit = {"c": 127, "C": 255}.get(code, 300)
@@ -40,7 +44,7 @@ def test_length_framer_any_chunking(bodies, cuts, code):
 @settings(max_examples=200, deadline=None)
 @given(payloads, st.lists(st.integers(min_value=0, max_value=100_000), max_size=40))
 def test_eof_split_any_chunking(bodies, cuts):
-    packets = [b.replace(b"\r\n", b"") .replace(b"\r", b"") + b"\r\n" for b in bodies]
+    packets = [b.replace(b"\r\n", b"").replace(b"\r", b"") + b"\r\n" for b in bodies]
     stream = b"".join(packets)
     framer = EofFramer(b"\r\n", split=True)
     assert feed_all(framer, rechunk(stream, cuts)) == packets

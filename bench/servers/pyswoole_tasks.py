@@ -27,7 +27,11 @@ def main() -> None:
         latencies.sort()
         n = len(latencies)
         return json.dumps(
-            {"per_s": n / seconds, "p50_us": latencies[n // 2] * 1e6, "p99_us": latencies[int(n * 0.99)] * 1e6}
+            {
+                "per_s": n / seconds,
+                "p50_us": latencies[n // 2] * 1e6,
+                "p99_us": latencies[int(n * 0.99)] * 1e6,
+            }
         ).encode()
 
     async def run_co(fd: int, count: int) -> None:

@@ -91,7 +91,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_daemon(app: str, server_name: str | None, replacing: int | None = None) -> subprocess.CompletedProcess:
+def _start_daemon(
+    app: str, server_name: str | None, replacing: int | None = None
+) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "pyswoole", "start", app, "-d"]
     if server_name:
         argv += ["--server", server_name]
@@ -161,7 +163,9 @@ def cmd_connections(args: argparse.Namespace) -> int:
     for row in rows:
         remote = f"{row['remote_ip']}:{row['remote_port']}"
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["connect_time"]))
-        print(f"{row['fd']:<8}{remote:<28}{row['worker_id']:<8}{since:<21}{row['recv_bytes']:<12}{row['sent_bytes']:<12}")
+        print(
+            f"{row['fd']:<8}{remote:<28}{row['worker_id']:<8}{since:<21}{row['recv_bytes']:<12}{row['sent_bytes']:<12}"
+        )
     return 0
 
 
@@ -228,7 +232,7 @@ WorkingDirectory={os.path.dirname(source.path)}
 ExecStart={sys.executable} -m pyswoole start {source.path}
 ExecReload=/bin/kill -USR1 $MAINPID
 KillSignal=SIGTERM
-TimeoutStopSec={int(server.setting['max_wait_time']) + 10}
+TimeoutStopSec={int(server.setting["max_wait_time"]) + 10}
 Restart=always
 RestartSec=1
 
@@ -242,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyswoole", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler: Any, help_text: str, app_required: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Any, help_text: str, app_required: bool = True
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("app", nargs=None if app_required else "?", help="application file or module")
         sub.add_argument("--server", help="name of the Server in the application (if it has several)")

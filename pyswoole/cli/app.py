@@ -67,7 +67,9 @@ class AppSource:
         found = [(name, value) for name, value in vars(module).items() if isinstance(value, Server)]
         if len(found) != 1:
             names = ", ".join(name for name, _ in found) or "none"
-            raise AppError(f"{self.path} must define exactly one top-level Server (found: {names}); use --server NAME")
+            raise AppError(
+                f"{self.path} must define exactly one top-level Server (found: {names}); use --server NAME"
+            )
         return found[0][1]
 
     def load(self) -> Server:

@@ -265,7 +265,14 @@ class Supervisor:
             code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 0
             signo = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
             if (code or signo) and child.stopping_since is None:
-                log.warning("%s %d (pid %d) exited with code %d, signal %d", child.group.name, child.id, pid, code, signo)
+                log.warning(
+                    "%s %d (pid %d) exited with code %d, signal %d",
+                    child.group.name,
+                    child.id,
+                    pid,
+                    code,
+                    signo,
+                )
             if self.on_exit is not None:
                 try:
                     self.on_exit(child, code, signo)
@@ -294,7 +301,13 @@ class Supervisor:
         now = time.monotonic()
         for child in list(self.children.values()):
             if child.stopping_since is not None and now - child.stopping_since > self.stop_timeout:
-                log.warning("%s %d (pid %d) did not stop in %.1f s: killed", child.group.name, child.id, child.pid, self.stop_timeout)
+                log.warning(
+                    "%s %d (pid %d) did not stop in %.1f s: killed",
+                    child.group.name,
+                    child.id,
+                    child.pid,
+                    self.stop_timeout,
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child.pid, signal.SIGKILL)
                 child.stopping_since = float("inf")

@@ -87,7 +87,9 @@ class EofFramer(_BufferedFramer):
         buffer = self._buffer
         if not buffer and data.endswith(self.eof) and (not self.split or data.count(self.eof) == 1):
             if len(data) > self.max_length:
-                raise FramingError(f"packet of {len(data)} bytes exceeds package_max_length {self.max_length}")
+                raise FramingError(
+                    f"packet of {len(data)} bytes exceeds package_max_length {self.max_length}"
+                )
             return [data]
         buffer += data
         eof = self.eof
@@ -98,7 +100,9 @@ class EofFramer(_BufferedFramer):
             packet = bytes(buffer)
             buffer.clear()
             if len(packet) > self.max_length:
-                raise FramingError(f"data of {len(packet)} bytes exceeds package_max_length {self.max_length}")
+                raise FramingError(
+                    f"data of {len(packet)} bytes exceeds package_max_length {self.max_length}"
+                )
             return [packet]
         packets: list[bytes] = []
         start = 0
@@ -109,7 +113,9 @@ class EofFramer(_BufferedFramer):
                 break
             end += eof_len
             if end - start > self.max_length:
-                raise FramingError(f"packet of {end - start} bytes exceeds package_max_length {self.max_length}")
+                raise FramingError(
+                    f"packet of {end - start} bytes exceeds package_max_length {self.max_length}"
+                )
             packets.append(bytes(buffer[start:end]))
             start = end
         if start:
@@ -145,7 +151,9 @@ class LengthFramer(_BufferedFramer):
         length_func: Callable[[bytes], int] | None = None,
     ):
         if length_type not in LENGTH_TYPES:
-            raise ValueError(f"package_length_type must be one of {''.join(LENGTH_TYPES)}, not {length_type!r}")
+            raise ValueError(
+                f"package_length_type must be one of {''.join(LENGTH_TYPES)}, not {length_type!r}"
+            )
         if length_offset < 0 or body_offset < 0:
             raise ValueError("package_length_offset and package_body_offset must not be negative")
         fmt = struct.Struct(LENGTH_TYPES[length_type])

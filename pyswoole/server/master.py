@@ -74,7 +74,9 @@ class Master:
         self.connections: dict[int, _Connection] = {}
         self.worker_pids: dict[int, int] = {}  # worker id -> pid of the worker taking connections
         self.retiring: set[int] = set()  # pids handing their connections back
-        self.pending: dict[int, collections.deque[tuple[int, bytes, bool]]] = collections.defaultdict(collections.deque)
+        self.pending: dict[int, collections.deque[tuple[int, bytes, bool]]] = collections.defaultdict(
+            collections.deque
+        )
         self.counts: collections.Counter[int] = collections.Counter()
         self.round_robin = 0
         self.manager_pid = 0
@@ -168,7 +170,9 @@ class Master:
         if pid == 0:
             return
         if not self._stopping:
-            log.error("the manager (pid %d) exited unexpectedly (status %d): stopping", self.manager_pid, status)
+            log.error(
+                "the manager (pid %d) exited unexpectedly (status %d): stopping", self.manager_pid, status
+            )
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 

@@ -228,7 +228,9 @@ def _read_line(conn: socket.socket, limit: int = 65536) -> bytes:
     return data
 
 
-def inherit_listeners(master_pid: int, timeout: float = 5.0) -> list[tuple[tuple[str, int, int], socket.socket]]:
+def inherit_listeners(
+    master_pid: int, timeout: float = 5.0
+) -> list[tuple[tuple[str, int, int], socket.socket]]:
     """Take the listening sockets of a running server: ``[((host, port, type), socket), ...]``."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)

@@ -88,7 +88,9 @@ class Registry:
 
     def touch(self, fd: int, last_time: int, recv_bytes: int, sent_bytes: int) -> None:
         """The owner's once-a-second update of a live connection's activity."""
-        self.connections.set(str(fd), {"last_time": last_time, "recv_bytes": recv_bytes, "sent_bytes": sent_bytes})
+        self.connections.set(
+            str(fd), {"last_time": last_time, "recv_bytes": recv_bytes, "sent_bytes": sent_bytes}
+        )
 
     def set_websocket_status(self, fd: int, status: int) -> None:
         """Called by the owner of a live connection (0 none, 1 handshake, 2 active, 3 closing)."""

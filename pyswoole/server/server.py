@@ -154,7 +154,12 @@ class Server:
         return self._register(self.callbacks, event, callback, allowed=self.EVENTS)
 
     def _register(
-        self, table: dict[str, Callable[..., Any]], event: str, callback: Callable[..., Any] | None, *, allowed: Any
+        self,
+        table: dict[str, Callable[..., Any]],
+        event: str,
+        callback: Callable[..., Any] | None,
+        *,
+        allowed: Any,
     ) -> Any:
         if not isinstance(event, str):
             raise TypeError(f"event name must be a str, not {type(event).__name__}")
@@ -245,7 +250,9 @@ class Server:
             try:
                 inherited = dict(inherit_listeners(int(predecessor)))
             except (OSError, ValueError) as exc:
-                log.warning("could not take over the listening sockets of pid %s (%s): binding anew", predecessor, exc)
+                log.warning(
+                    "could not take over the listening sockets of pid %s (%s): binding anew", predecessor, exc
+                )
         for port in self.ports:
             sock = inherited.pop((port.host, port.port, port.type), None)
             if sock is not None:
@@ -266,7 +273,9 @@ class Server:
             for port in self.ports:  # the master accepts; workers only need datagram sockets
                 if port.is_stream:
                     port.close()
-        supervisor = self._supervisor = Supervisor(stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited)
+        supervisor = self._supervisor = Supervisor(
+            stop_timeout=self.setting["max_wait_time"] + 1, on_exit=self._child_exited
+        )
         supervisor.SIGNALS = (*Supervisor.SIGNALS, signal.SIGRTMIN)  # type: ignore[misc]
 
         def reopen_logs() -> None:
@@ -283,7 +292,9 @@ class Server:
         supervisor.after_reload = lambda: call_blocking(self.callbacks.get("after_reload"), self)
         supervisor.add_group("worker", self.setting["worker_num"], self._run_worker)
         if self.setting["task_worker_num"]:
-            supervisor.add_group("task", self.setting["task_worker_num"], self._run_task_worker, reload_signal=signal.SIGUSR2)
+            supervisor.add_group(
+                "task", self.setting["task_worker_num"], self._run_task_worker, reload_signal=signal.SIGUSR2
+            )
             self._task_dispatcher = TaskDispatcher(self, supervisor, self._manager_mailbox)
         call_blocking(self.callbacks.get("manager_start"), self)
         try:
@@ -384,7 +395,6 @@ class Server:
             return [(self._registry.worker(i) or {}).get("status", 0) for i in range(total)]
         row = self._registry.worker(worker_id)
         return row["status"] if row else False
-
 
     def get_manager_pid(self) -> int:
         return self.manager_pid
@@ -515,7 +525,9 @@ class Server:
             if callback is None:
                 return False
             message = pickle.loads(pickle.dumps(message))
-            worker.loop.call_soon(lambda: spawn(callback, self, worker.worker_id, message, name="pipe_message"))  # type: ignore[union-attr]
+            worker.loop.call_soon(
+                lambda: spawn(callback, self, worker.worker_id, message, name="pipe_message")
+            )  # type: ignore[union-attr]
             return True
         return worker.send_message(message, dst_worker_id)
 
@@ -546,7 +558,9 @@ class Server:
         }
 
     # -- tasks ---------------------------------------------------------------------------------
-    def task(self, data: Any, dst_worker_id: int = -1, callback: Callable[..., Any] | None = None) -> int | bool:
+    def task(
+        self, data: Any, dst_worker_id: int = -1, callback: Callable[..., Any] | None = None
+    ) -> int | bool:
         """Queue ``data`` for a task worker; returns the task id at once (False if refused).
 
         The result comes back to ``callback(server, task_id, result)`` or the ``finish`` event;
@@ -602,7 +616,8 @@ class Server:
         ids = [client.send(data) for data in tasks]
         results = await client.wait_async([t for t in ids if t is not False], timeout)
         return [
-            False if t is False or isinstance(results.get(t, False), TaskError) else results.get(t, False) for t in ids
+            False if t is False or isinstance(results.get(t, False), TaskError) else results.get(t, False)
+            for t in ids
         ]
 
     taskCo = task_co

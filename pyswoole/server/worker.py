@@ -127,7 +127,9 @@ class Worker:
                 await self._serve(port)
         if self.process_mode:
             self.mailbox.send(
-                self.server.master_pid, master_messages.MSG_READY, master_messages.WORKER_ID.pack(self.worker_id)
+                self.server.master_pid,
+                master_messages.MSG_READY,
+                master_messages.WORKER_ID.pack(self.worker_id),
             )
         await self._stopped
         await self._shutdown()
@@ -155,7 +157,11 @@ class Worker:
         """``max_request`` or ``max_memory`` reached: stop gracefully; the manager starts a fresh
         worker (in PROCESS mode it adopts this one's connections)."""
         if not self._stopping:
-            log.info("worker %d restarting: %s", self.worker_id, reason or f"max_request {self.max_request} reached")
+            log.info(
+                "worker %d restarting: %s",
+                self.worker_id,
+                reason or f"max_request {self.max_request} reached",
+            )
             self.stop()
 
     async def _shutdown(self) -> None:
@@ -198,7 +204,9 @@ class Worker:
             await asyncio.wait(pending, timeout=deadline - time.monotonic())
         pending = [t for t in asyncio.all_tasks() if t is not current]
         if pending:
-            log.warning("worker %d: %d coroutines still running after max_wait_time", self.worker_id, len(pending))
+            log.warning(
+                "worker %d: %d coroutines still running after max_wait_time", self.worker_id, len(pending)
+            )
             for task in pending:
                 task.cancel()
 

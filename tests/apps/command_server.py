@@ -155,8 +155,25 @@ async def answer(server, fd, data):
 @server.on("receive")
 async def on_receive(server, fd, reactor_id, data):
     if data[:1].isalpha() and data.split()[0].decode(errors="replace") in {
-        "whoami", "info", "conns", "send", "close", "exists", "bind", "stats", "pipe", "boom", "sleep", "flood", "shutdown",
-        "reload", "stopworker", "status", "grow", "pause", "resume",
+        "whoami",
+        "info",
+        "conns",
+        "send",
+        "close",
+        "exists",
+        "bind",
+        "stats",
+        "pipe",
+        "boom",
+        "sleep",
+        "flood",
+        "shutdown",
+        "reload",
+        "stopworker",
+        "status",
+        "grow",
+        "pause",
+        "resume",
     }:
         await answer(server, fd, data)
     else:
