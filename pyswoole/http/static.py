@@ -31,12 +31,18 @@ class StaticHandler:
     ):
         self.root = os.path.realpath(document_root)
         self.locations = tuple(locations) if locations else None
+        # the same prefixes as bytes, to turn away most requests before the URL is decoded (the
+        # path is the URL's latin-1 decoding up to the query, so a path that starts with a
+        # location belongs to a URL that starts with its bytes)
+        self.url_prefixes = tuple(loc.encode("latin-1", "ignore") for loc in locations) if locations else None
         self.index_files = tuple(index_files) if index_files else DEFAULT_INDEX_FILES
         self.autoindex = autoindex
 
     def serve(self, request: Request, response: Response) -> bool:
         """Answer ``request`` if it names a static file; False lets the ``request`` callback run."""
         if request.method not in (b"GET", b"HEAD"):
+            return False
+        if self.url_prefixes is not None and not request.url.startswith(self.url_prefixes):
             return False
         raw_path = request.path
         if self.locations is not None and not raw_path.startswith(self.locations):
