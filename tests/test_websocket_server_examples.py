@@ -86,11 +86,12 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _commands_seen(server_pid: int, seconds: float) -> int:
-    """How many times, polling for ``seconds``, an uptime/free/df child of the server was running."""
+def _commands_seen(server_pid: int, seconds: float, stop_at: int = 0) -> int:
+    """How many times, polling for ``seconds`` (or until ``stop_at`` sightings), an uptime/free/df
+    child of the server was running."""
     deadline = time.monotonic() + seconds
     seen = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop_at and seen >= stop_at):
         for pid in _descendants(server_pid):
             try:
                 seen += Path(f"/proc/{pid}/comm").read_text().strip() in ("uptime", "free", "df")
@@ -116,12 +117,12 @@ def test_workerman_ws_pushes_stats_every_second_and_stops_on_close(run_server):
             second = json.loads(await ws.recv())
             assert second["load"] != stats["load"]  # a fresh sample (uptime shows the time)
             await ws.send("ignored")
-            busy = await asyncio.to_thread(_commands_seen, server.pid, 2.0)
+            busy = await asyncio.to_thread(_commands_seen, server.pid, 5.0, 1)
         return busy
 
     busy = run(main())
     assert busy > 0  # the sampling sees the commands while a client is connected
-    time.sleep(0.3)
+    time.sleep(1.0)  # the commands of a tick already under way finish
     assert _commands_seen(server.pid, 2.5) == 0  # ... and none once it has gone: timer cleared
 
 
