@@ -309,7 +309,22 @@ class Mailbox:
             self._loop.remove_writer(peer.sock.fileno())
         peer.sock.close()
 
-    def close(self) -> None:
+    def close(self, flush_timeout: float = 1.0) -> None:
+        """Close the mailbox. Messages still queued for live peers (a receiver holds only
+        ``net.unix.max_dgram_qlen`` datagrams, 10 by default) are sent first, waiting up to
+        ``flush_timeout`` seconds: a process's last words, such as the connections a stopping
+        worker hands back, must not be dropped with it."""
+        deadline = time.monotonic() + flush_timeout
+        for pid, peer in list(self._peers.items()):
+            if not peer.outbox:
+                continue
+            if peer.writing and self._loop is not None:
+                self._loop.remove_writer(peer.sock.fileno())
+            peer.writing = True  # no writer registered: this loop waits for the peer itself
+            while peer.outbox and pid in self._peers and time.monotonic() < deadline:
+                select.select([], [peer.sock], [], max(0.0, deadline - time.monotonic()))
+                self._flush(pid, peer)
+            peer.writing = False
         for pid in list(self._peers):
             self.forget(pid)
         if self._loop is not None:
