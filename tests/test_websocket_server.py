@@ -9,7 +9,6 @@ import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import time
 import zlib
 
@@ -17,6 +16,7 @@ import aiohttp
 import pytest
 import websockets
 from helpers import wait_for
+from http_support import self_signed_certificate
 from test_websocket_server_support import KEY, RawClient, WsServer, frame, http_exchange, upgrade_request
 
 from pyswoole.protocol.websocket import accept_key
@@ -465,21 +465,7 @@ def test_reload_hands_plain_connections_over_and_asks_compressed_ones_to_reconne
 # -- TLS and compression without context takeover ---------------------------------------------------
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
 def test_wss_with_compression_without_context_takeover(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subject = ["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    command = [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-    ]
-    subprocess.run([*command, *subject], check=True, capture_output=True, timeout=30)
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.create_default_context(cafile=str(cert))
     settings = {"ssl_cert_file": str(cert), "ssl_key_file": str(key)}
     srv = WsServer(tmp_path, settings, "nocontext", tls=context).start()
