@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from bench_http_path import GET, FakeTransport, FakeWorker
+from bench_http_path import GET
+from path_support import FakeTransport, FakeWorker
 
 from pyswoole import asgi
 from pyswoole.http import Server
