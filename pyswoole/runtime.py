@@ -577,16 +577,20 @@ def enable_coroutine(flags: int = HOOK_ALL) -> None:
     if flags is True:
         flags = HOOK_ALL
     if not flags:
-        disable_coroutine()
+        disable()
         return
     _patch(True)
     _flags = int(flags)
     runner.plain_in_greenlet = True
 
 
-def disable_coroutine() -> None:
-    """Put every original back."""
+def disable() -> None:
+    """Put every original back (``enable_coroutine(False)`` does the same)."""
     global _flags
     _patch(False)
     _flags = 0
     runner.plain_in_greenlet = False
+
+
+#: The long name, paired with ``enable_coroutine``.
+disable_coroutine = disable

@@ -400,8 +400,10 @@ def tls_echo(run_server: Any, tmp_path: Path) -> tuple[int, str]:
     return port, str(cert)
 
 
-def test_tls_clients(tls_echo: tuple[int, str]):
+def test_tls_clients(tls_echo: tuple[int, str], tmp_path: Path):
     port, cert = tls_echo
+    text = tmp_path / "text.txt"
+    text.write_bytes(b"from a file")
     client = Client(SOCK_TCP | SSL)
     client.set({"ssl_verify_peer": True, "ssl_cafile": cert, "ssl_host_name": "localhost"})
     assert client.connect("127.0.0.1", port, 2), client.errMsg
@@ -418,10 +420,18 @@ def test_tls_clients(tls_echo: tuple[int, str]):
         seen["connect"] = await coclient.connect("127.0.0.1", port, 2)
         seen["send"] = await coclient.send("over tls")
         seen["recv"] = await coclient.recv(2)
+        seen["sendfile"] = await coclient.sendfile(str(text))
+        seen["file_reply"] = await coclient.recv(2)
         coclient.close()
 
     co.run(main)
-    assert seen == {"connect": True, "send": 8, "recv": b"Server: over tls"}
+    assert seen == {
+        "connect": True,
+        "send": 8,
+        "recv": b"Server: over tls",
+        "sendfile": True,
+        "file_reply": b"Server: from a file",
+    }
 
 
 def test_sendfile_waitall_peer_close_and_coroutine_datagrams(thread_server: Any, tmp_path: Path):
@@ -466,6 +476,16 @@ def test_sendfile_waitall_peer_close_and_coroutine_datagrams(thread_server: Any,
             received += chunk
         seen["stream"] = received
         stream.close()
+        files = co.Client(SOCK_TCP)
+        await files.connect("127.0.0.1", server.port, 1)
+        seen["sendfile"] = [await files.sendfile(str(path), 0, 4000), await files.sendfile(str(path), 4000)]
+        received = b""
+        while chunk := await files.recv(1):
+            received += chunk
+        seen["files"] = received
+        seen["shutdown"] = files.shutdown(socket.SHUT_WR)
+        files.close()
+        seen["unconnected"] = (files.shutdown(), files.errCode, await files.sendfile(str(path)))
 
     try:
         co.run(main)
@@ -475,3 +495,6 @@ def test_sendfile_waitall_peer_close_and_coroutine_datagrams(thread_server: Any,
     assert seen["recvfrom"] == (b"pong:ping", udp_address)
     assert seen["timeout"] == (False, errno.ETIMEDOUT)
     assert seen["stream"] == payload[:10_000]
+    assert seen["sendfile"] == [True, True] and seen["files"] == payload[:10_000]
+    assert seen["shutdown"] is True
+    assert seen["unconnected"] == (False, errno.ENOTCONN, False)

@@ -131,6 +131,37 @@ def test_defers_run_lifo_on_return_exception_and_cancel(caplog):
     assert any("KeyError" in r.getMessage() for r in caplog.records)
 
 
+def test_defers_of_plain_coroutines_run_lifo_on_raise_and_cancel(caplog):
+    """A plain function in a greenlet: the same LIFO defers when it raises or is cancelled."""
+    out: list[str] = []
+
+    def raising() -> None:
+        co.defer(out.append, "raise-1")
+        co.defer(out.append, "raise-2")
+        co.await_(co.sleep(0))
+        raise KeyError("plain boom")
+
+    def cancelled() -> None:
+        co.defer(out.append, "cancel-1")
+        co.defer(out.append, "cancel-2")
+        try:
+            co.await_(co.sleep(10))
+        finally:
+            out.append("finally")
+
+    async def main() -> None:
+        first = co.go(raising)
+        second = co.go(cancelled)
+        await co.sleep(0.01)
+        assert co.cancel(second) is True
+        assert await co.join([first, second], 1)
+
+    with caplog.at_level(logging.ERROR, "pyswoole"):
+        co.run(main)
+    assert out == ["raise-2", "raise-1", "finally", "cancel-2", "cancel-1"]
+    assert any("raised KeyError: 'plain boom'" in r.getMessage() for r in caplog.records)
+
+
 def test_coroutine_py_order_abc_defer():
     """coroutine.php: ``abc~b~a``, defers after the coroutine's last statement."""
     out: list[str] = []
@@ -442,3 +473,38 @@ def test_a_failing_defer_is_logged_and_the_others_still_run(caplog):
     )
     with pytest.raises(RuntimeError, match="inside a coroutine"):
         co.defer(print)
+
+
+def test_wait_signal_refuses_a_second_listener():
+    """One coroutine per signal, and never a signal the loop already handles (as Swoole)."""
+    seen: dict[str, object] = {}
+
+    async def first() -> None:
+        seen["first"] = await co.wait_signal(signal.SIGUSR1, 2)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        waiting = co.go(first)
+        try:
+            await co.wait_signal(signal.SIGUSR1, 1)
+        except RuntimeError as exc:
+            seen["second"] = str(exc)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await co.join([waiting], 2)
+        loop.add_signal_handler(signal.SIGUSR2, seen.setdefault, "loop", True)
+        try:
+            await co.wait_signal(signal.SIGUSR2, 1)
+        except RuntimeError as exc:
+            seen["loop_error"] = str(exc)
+        os.kill(os.getpid(), signal.SIGUSR2)  # the loop's own handler is still there
+        await co.sleep(0.05)
+        loop.remove_signal_handler(signal.SIGUSR2)
+        seen["waiting"] = waiting
+
+    co.run(main)
+    assert seen["first"] is True
+    assert seen["second"].startswith(
+        f"signal {signal.SIGUSR1} is already awaited by coroutine {seen['waiting']}"
+    )
+    assert "already has a listener on the event loop" in seen["loop_error"]
+    assert seen["loop"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import subprocess
@@ -10,6 +11,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +79,7 @@ def test_100_hooked_sleeps_overlap_and_sleep_outside_coroutines_is_unchanged():
     woke: list[int] = []
 
     def sleeper(n: int) -> None:
-        time.sleep(0.5)
+        time.sleep(1)
         woke.append(n)
 
     def main() -> None:
@@ -86,7 +88,7 @@ def test_100_hooked_sleeps_overlap_and_sleep_outside_coroutines_is_unchanged():
 
     elapsed = timed(main)
     assert len(woke) == 100
-    assert 0.5 <= elapsed < 1.5, elapsed  # one after another: 50 s
+    assert 1.0 <= elapsed < 2.0, elapsed  # one after another: 100 s
     assert time.sleep is not runtime._orig_sleep
     started = time.monotonic()
     time.sleep(0.1)  # outside any coroutine: blocks as before
@@ -102,15 +104,91 @@ def test_100_hooked_sleeps_overlap_and_sleep_outside_coroutines_is_unchanged():
 
 
 def test_disable_puts_every_original_back():
-    runtime.disable_coroutine()
+    import selectors
+
+    runtime.disable()
     assert time.sleep is runtime._orig_sleep
     assert socket.socket is runtime._orig_socket
     assert socket.getaddrinfo is runtime._orig_getaddrinfo
     assert ssl.SSLContext.sslsocket_class is runtime._orig_sslsocket_class
+    assert select.select is runtime._orig_select and select.epoll is runtime._orig_epoll
+    assert selectors.EpollSelector.select is runtime._orig_selector_select[selectors.EpollSelector]
+    assert subprocess.Popen._wait is runtime._orig_popen_wait
     assert runtime.get_hook_flags() == 0
+    assert runtime.disable_coroutine is runtime.disable
     runtime.enable_coroutine(runtime.HOOK_SLEEP)
     assert runtime.get_hook_flags() == runtime.HOOK_SLEEP
     assert co.get_options()["hook_flags"] == runtime.HOOK_SLEEP
+    runtime.enable_coroutine(False)
+    assert time.sleep is runtime._orig_sleep and runtime.get_hook_flags() == 0
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname())
+        return client, listener.accept()[0]
+
+
+def _udp_socket() -> tuple[socket.socket]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return (sock,)
+
+
+def _timed_recv(sock: socket.socket, seconds: float) -> None:
+    sock.settimeout(seconds)
+    with pytest.raises(TimeoutError):
+        sock.recv(10)
+
+
+#: flag -> a blocking call of about ``seconds`` that the flag hooks; ``keep(sockets)`` keeps the
+#: sockets it makes open until the run ends and gives back the first.
+WAITS: dict[str, Callable[[float, Callable[..., socket.socket]], Any]] = {
+    "HOOK_SLEEP": lambda seconds, keep: time.sleep(seconds),
+    "HOOK_TCP": lambda seconds, keep: _timed_recv(keep(_tcp_pair()), seconds),
+    "HOOK_UDP": lambda seconds, keep: _timed_recv(keep(_udp_socket()), seconds),
+    "HOOK_UNIX": lambda seconds, keep: _timed_recv(keep(socket.socketpair()), seconds),
+    "HOOK_UDG": lambda seconds, keep: _timed_recv(
+        keep(socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)), seconds
+    ),
+    "HOOK_SELECT": lambda seconds, keep: select.select([keep(socket.socketpair())], [], [], seconds),
+    # (no timeout: Popen.wait(timeout) polls with time.sleep, which HOOK_SLEEP alone makes cooperative)
+    "HOOK_PROC": lambda seconds, keep: subprocess.run(["sleep", str(seconds)], check=True),
+}
+
+
+def _run_waits(name: str, coroutines: int, seconds: float) -> float:
+    """``coroutines`` coroutines each make the blocking call of ``WAITS[name]``; the wall time."""
+    sockets: list[socket.socket] = []
+
+    def keep(made: tuple[socket.socket, ...]) -> socket.socket:
+        sockets.extend(made)
+        return made[0]
+
+    def main() -> None:
+        for _ in range(coroutines):
+            co.go(WAITS[name], seconds, keep)
+
+    try:
+        return timed(main)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.parametrize("flag", [*WAITS, "HOOK_FILE"])
+def test_each_flag_hooks_its_calls_and_only_them(flag: str):
+    """With one flag, its calls overlap in coroutines; every other kind still blocks the loop."""
+    runtime.enable_coroutine(getattr(runtime, flag))
+    if flag in WAITS:
+        elapsed = _run_waits(flag, 3, 0.2)
+        assert elapsed < 0.45, f"{flag}: 3 x 0.2 s took {elapsed:.2f} s: not hooked"
+    for other in WAITS:
+        if other != flag:
+            elapsed = _run_waits(other, 2, 0.05)
+            assert elapsed >= 0.1, f"{other} overlapped ({elapsed:.3f} s) under {flag} alone"
 
 
 def test_pymysql_select_sleep_runs_concurrently(mariadb: Any):
@@ -138,6 +216,10 @@ def test_pymysql_select_sleep_runs_concurrently(mariadb: Any):
         timed(connect_all)
         assert len(connections) == 50
         elapsed = timed(query_all)
+        outside: list = []
+        started = time.monotonic()
+        query(connections[0], outside)  # outside any coroutine: blocks as before
+        assert outside[0][0] == 0 and time.monotonic() - started >= 0.5
     finally:
         for conn in connections:
             conn.close()
@@ -189,6 +271,9 @@ def test_urllib_requests_overlap(slow_http: str):
     elapsed = timed(main)
     assert bodies == [b"slept 0.5"] * 50
     assert elapsed < 3.0, elapsed  # one after another: 25 s
+    started = time.monotonic()
+    fetch()  # outside any coroutine: an ordinary blocking request
+    assert bodies[-1] == b"slept 0.5" and time.monotonic() - started >= 0.5
 
 
 def test_ssl_sockets_are_hooked(run_server: Any, tmp_path: Path):
@@ -217,6 +302,7 @@ def test_ssl_sockets_are_hooked(run_server: Any, tmp_path: Path):
     run_server([script, port, cert], ready=lambda: port_open(port))
     context = ssl.create_default_context(cafile=str(cert))
     bodies: list[bytes] = []
+    runtime.enable_coroutine(runtime.HOOK_TCP | runtime.HOOK_SSL)  # these two are enough
 
     def fetch() -> None:
         with (
@@ -342,7 +428,6 @@ def test_closing_a_socket_wakes_the_coroutine_waiting_on_it():
 
 
 def test_select_poll_epoll_and_selectors_wait_without_blocking_the_loop():
-    import select
     import selectors
 
     results: dict[str, Any] = {}

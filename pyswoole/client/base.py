@@ -171,6 +171,16 @@ class ClientBase:
             return {"host": name[0], "port": name[1]}
         return {"host": name, "port": 0}
 
+    def shutdown(self, how: int = socket.SHUT_RDWR) -> bool:
+        """Shut down one or both directions of the connection (the socket stays open)."""
+        if self.sock is None:
+            return self._fail(errno.ENOTCONN, "not connected")
+        try:
+            self.sock.shutdown(how)
+        except OSError as exc:
+            return self._fail(exc)
+        return True
+
     def fileno(self) -> int:
         return -1 if self.sock is None else self.sock.fileno()
 

@@ -7,6 +7,7 @@ trying it gets a ``RuntimeError`` naming both.
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import ssl
 from asyncio import events
@@ -106,6 +107,36 @@ class Client(ClientBase):
         except (OSError, ssl.SSLError) as exc:
             return self._fail(exc)
         return len(data)
+
+    async def sendfile(
+        self, filename: str, offset: int = 0, length: int = 0, timeout: float | None = None
+    ) -> bool:
+        """Send ``length`` bytes (0: to the end) of a file from ``offset``; ``sendfile(2)`` without TLS."""
+        sock = self.sock
+        if sock is None:
+            return self._fail(errno.ENOTCONN, "not connected")
+        limit = (
+            self._timeout("write_timeout", None) if timeout is None else (None if timeout < 0 else timeout)
+        )
+        try:
+            with open(filename, "rb") as file:
+                end = offset + length if length else os.fstat(file.fileno()).st_size
+                while offset < end:
+                    size = min(end - offset, 1 << 20)
+                    if self.ssl:
+                        file.seek(offset)
+                        chunk = file.read(size)
+                        sent = await self._io(sock.send, True, limit, chunk) if chunk else 0
+                    else:
+                        sent = await self._io(
+                            os.sendfile, True, limit, sock.fileno(), file.fileno(), offset, size
+                        )
+                    if not sent:  # the file is shorter than asked
+                        break
+                    offset += sent
+        except (OSError, ssl.SSLError) as exc:
+            return self._fail(exc)
+        return True
 
     async def recv(self, timeout: float | None = None, size: int = 65535) -> bytes | bool:
         """One whole packet with framing, else up to ``size`` bytes; ``b""`` when the peer closed."""

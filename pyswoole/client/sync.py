@@ -195,15 +195,6 @@ class Client(ClientBase):
         sock.close()
         return True
 
-    def shutdown(self, how: int = socket.SHUT_RDWR) -> bool:
-        if self.sock is None:
-            return False
-        try:
-            self.sock.shutdown(how)
-        except OSError as exc:
-            return self._fail(exc)
-        return True
-
     def __enter__(self) -> Client:
         return self
 

@@ -9,6 +9,8 @@ import socket
 from asyncio import events
 from typing import Any
 
+from pyswoole.coroutine.api import get_cid
+
 FILE_APPEND = 1 << 10  # Swoole's FILE_APPEND flag for write_file
 
 
@@ -68,17 +70,46 @@ async def write_file(path: str, data: bytes | str, flags: int = 0) -> int:
     return await events.get_running_loop().run_in_executor(None, _write, path, data, flags)
 
 
+#: signal -> cid of the coroutine waiting for it in ``wait_signal`` (a forked child has none).
+_signal_waiters: dict[int, int] = {}
+os.register_at_fork(after_in_child=_signal_waiters.clear)
+
+
+def _is_loop_handler(handler: Any, loop: asyncio.AbstractEventLoop) -> bool:
+    """``handler`` (from ``signal.getsignal``) is the one an event loop installs for its own
+    ``add_signal_handler`` callbacks (uvloop's bound method, asyncio's no-op function)."""
+    return (
+        getattr(handler, "__self__", None) is loop or getattr(handler, "__name__", "") == "_sighandler_noop"
+    )
+
+
 async def wait_signal(signo: int, timeout: float = -1) -> bool:
-    """Wait for the signal ``signo``; False on timeout. The previous handler is put back afterwards."""
+    """Wait for the signal ``signo``; False on timeout. The previous handler is put back afterwards.
+
+    One coroutine at a time may wait for a signal, and not for one the loop already handles (a
+    server's SIGTERM, say: its handler could not be put back): both raise ``RuntimeError``, as
+    Swoole's ``waitSignal`` refuses when a listener exists.
+    """
     loop = events.get_running_loop()
-    waiter = loop.create_future()
+    if signo in _signal_waiters:
+        raise RuntimeError(
+            f"signal {signo} is already awaited by coroutine {_signal_waiters[signo]}; "
+            f"coroutine {get_cid()} cannot wait for it too"
+        )
     previous = signals.getsignal(signo)
+    if _is_loop_handler(previous, loop):
+        raise RuntimeError(
+            f"signal {signo} already has a listener on the event loop; wait_signal would remove it"
+        )
+    waiter = loop.create_future()
     loop.add_signal_handler(signo, lambda: waiter.done() or waiter.set_result(True))
+    _signal_waiters[signo] = get_cid()
     try:
         return await asyncio.wait_for(waiter, timeout) if timeout > 0 else await waiter
     except TimeoutError:
         return False
     finally:
+        del _signal_waiters[signo]
         loop.remove_signal_handler(signo)
         if previous is not None:
             signals.signal(signo, previous)
