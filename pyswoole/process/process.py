@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import types
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -50,6 +51,31 @@ def _exit_code(code: Any) -> int:
         return code & 0xFF
     print(code, file=sys.stderr)
     return 1
+
+
+class _process_or_caller:
+    """A method that acts on the ``Process`` it is called on, or on the calling process when called
+    on the class (``p.set_priority(...)`` in the parent renices the child, ``Process.set_priority(...)``
+    the caller)."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.__doc__ = function.__doc__
+
+    def __get__(self, instance: Process | None, owner: type[Process]) -> Callable[..., Any]:
+        return types.MethodType(self.function, owner if instance is None else instance)
+
+
+def _priority_target(process: Process | type[Process], which: int) -> int:
+    """The ``who`` of ``setpriority``/``getpriority``: 0 (the caller) unless a started process is meant."""
+    pid = process.pid if isinstance(process, Process) else None
+    if pid is None or pid == os.getpid():
+        return 0
+    if which == os.PRIO_PGRP:
+        return os.getpgid(pid)
+    if which == os.PRIO_USER:
+        return os.stat(f"/proc/{pid}").st_uid
+    return pid
 
 
 class PipeSocket:
@@ -384,12 +410,19 @@ class Process:
         """Pin the calling process to the given CPU numbers."""
         os.sched_setaffinity(0, cpus)
 
-    def set_priority(self, which: int, priority: int) -> None:
-        """``setpriority(which, <this process>, priority)``; ``which`` is ``os.PRIO_PROCESS`` / ``PRIO_PGRP`` / ``PRIO_USER``."""
-        os.setpriority(which, self.pid or 0, priority)
+    @_process_or_caller
+    def set_priority(self: Process | type[Process], which: int, priority: int) -> None:
+        """``setpriority`` of this process, or of the caller when called on the class.
 
-    def get_priority(self, which: int) -> int:
-        return os.getpriority(which, self.pid or 0)
+        ``which`` is ``os.PRIO_PROCESS``, ``os.PRIO_PGRP`` (the process's group) or ``os.PRIO_USER``
+        (its owner).
+        """
+        os.setpriority(which, _priority_target(self, which), priority)
+
+    @_process_or_caller
+    def get_priority(self: Process | type[Process], which: int) -> int:
+        """``getpriority`` of this process (its group, its owner), or of the caller on the class."""
+        return os.getpriority(which, _priority_target(self, which))
 
     @staticmethod
     def cpu_num() -> int:
