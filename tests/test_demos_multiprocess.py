@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import sysv_ipc
+from process_support import no_strays  # noqa: F401 - autouse: no orphans after any test
 
 from pyswoole.process import ftok
 
@@ -430,16 +431,20 @@ def test_process_names_children_and_leaves_no_zombies(spawn):
 def test_write_read():
     result = run("write_read.py", "--master-sleep", "0")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("\n ")
-    lines = sorted(line for line in result.stdout.split("\n") if line)
-    assert lines == sorted(
+    # Four lines, each preceded by an empty line and starting with a space; the two processes' lines
+    # may interleave, but each process's own lines keep their order.
+    lines = re.findall(r"\n ([^\n]*)\n", result.stdout)
+    assert "".join(f"\n {line}\n" for line in lines) == result.stdout
+    assert sorted(lines) == sorted(
         [
-            " child send start",
-            " child send end",
-            " received from child: from child, hello",
-            " received from master: form master, hello ~",
+            "child send start",
+            "child send end",
+            "received from child: from child, hello",
+            "received from master: form master, hello ~",
         ]
     )
+    child = [line for line in lines if not line.startswith("received from child")]
+    assert child == ["child send start", "child send end", "received from master: form master, hello ~"]
 
 
 def queue_exists(key: int) -> bool:
@@ -526,7 +531,9 @@ def test_pool_restarts_workers_with_their_ids(spawn):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
-    ids = (output.decode() + out).split()
+    text = output.decode() + out
+    assert re.fullmatch(r"(\n \d \n)+", text), text  # "\n <worker id> \n", as the original prints
+    ids = text.split()
     assert set(ids) == {"0", "1", "2"}
     assert all(ids.count(worker_id) >= 2 for worker_id in "012"), ids
     assert not children_of(proc.pid)

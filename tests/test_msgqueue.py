@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_support import no_strays  # noqa: F401 - autouse: no orphans after any test
 
 from pyswoole.process import MessageQueue, Process, ftok
 
@@ -133,7 +134,7 @@ print("ready", flush=True)
 message = queue.pop()
 print(message.decode(), len(hits), flush=True)
 """
-    child = subprocess.Popen(["python3", "-c", script], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=ENV)
     try:
         assert child.stdout.readline() == "ready\n"
         time.sleep(0.1)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from process_support import no_strays  # noqa: F401 - autouse: no orphans after any test
 
 from pyswoole.process import MessageQueue, Pool, ftok
 
@@ -435,6 +436,12 @@ manager.start()
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             titles[wid] = f.read().split(b"\0")[0].decode()
     assert titles == {1: "pyswoole-test: forever #0", 2: "pyswoole-test: forever #1"}
+    killed = dict(by_kind["forever"])[1]
+    os.kill(killed, signal.SIGKILL)  # a function that dies is restarted too, with its id
+    lines = script.until(lambda lines: sum(line.startswith("forever 1 ") for line in lines) == 2)
+    replacement = int([line for line in lines if line.startswith("forever 1 ")][-1].split()[2])
+    running.worker_pids.add(replacement)
+    assert replacement != killed
     assert script.stop()[0] == 0, script.stderr
     wait_gone(running.worker_pids)
 
@@ -453,3 +460,82 @@ def test_configuration_errors_are_clear():
         socket_pool.start()
     with pytest.raises(ValueError):
         Pool(0)
+
+
+def test_socket_pool_on_a_unix_socket(running, tmp_path):
+    path = tmp_path / "pool.sock"
+    script = running(
+        f"""
+from pyswoole.process import Pool, IPC_SOCKET
+pool = Pool(2, IPC_SOCKET)
+pool.listen("unix:{path}")
+pool.on("worker_start", lambda pool, wid: say("ready", wid))
+pool.on("message", lambda pool, data: pool.write(b"unix " + data))
+pool.max_wait_time = 30
+pool.start()
+"""
+    )
+    script.until(lambda lines: len(lines) == 2)
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(5)
+        conn.connect(str(path))
+        conn.sendall(struct.pack(">I", 4) + b"ping")
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    assert reply == struct.pack(">I", 9) + b"unix ping"
+    assert script.stop()[0] == 0, script.stderr
+
+
+def test_unixsock_worker_without_message_callback_reads_its_own_pipe(running):
+    script = running(
+        """
+from pyswoole.process import Pool, IPC_UNIXSOCK
+pool = Pool(2, IPC_UNIXSOCK)
+
+@pool.on("worker_start")
+def start(pool, worker_id):
+    me = pool.get_process()
+    if worker_id == 0:
+        pool.get_process(1).write(b"hello 1")
+        say("0 heard", me.read().decode())
+    else:
+        say("1 heard", me.read().decode())
+        pool.get_process(0).write(b"hello 0")
+    me.read()  # until the pool stops
+
+pool.max_wait_time = 30
+pool.start()
+"""
+    )
+    assert sorted(script.until(lambda lines: len(lines) == 2)) == ["0 heard hello 0", "1 heard hello 1"]
+    assert script.stop()[0] == 0, script.stderr
+
+
+def test_msgqueue_pool_without_a_key_makes_its_queue_and_removes_it(running):
+    script = running(
+        """
+from pyswoole.process import Pool, IPC_MSGQUEUE, MessageQueue
+pool = Pool(2, IPC_MSGQUEUE)
+
+@pool.on("worker_start")
+def start(pool, worker_id):
+    say("key", worker_id, pool.msgqueue_key)
+    if worker_id == 0:
+        MessageQueue(pool.msgqueue_key).push(b"to whoever is idle")
+
+pool.on("message", lambda pool, data: say("got", data.decode()))
+pool.max_wait_time = 30
+pool.start()
+"""
+    )
+    lines = script.until(lambda lines: len(lines) == 3)
+    keys = {int(line.split()[2]) for line in lines if line.startswith("key")}
+    assert len(keys) == 1
+    (key,) = keys
+    assert "got to whoever is idle" in lines
+    ipcs = subprocess.run(["ipcs", "-q"], capture_output=True, text=True, timeout=5, check=True).stdout
+    assert f"0x{key & 0xFFFFFFFF:08x}" in ipcs
+    assert script.stop()[0] == 0, script.stderr
+    ipcs = subprocess.run(["ipcs", "-q"], capture_output=True, text=True, timeout=5, check=True).stdout
+    assert f"0x{key & 0xFFFFFFFF:08x}" not in ipcs

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import uvloop
+from process_support import no_strays  # noqa: F401 - autouse: no orphans after any test
 
 from pyswoole.process import Process
 
@@ -287,14 +288,49 @@ def test_cpu_num_affinity_and_priority(started):
 
     def child(p: Process) -> None:
         Process.set_affinity([0])
-        p.set_priority(os.PRIO_PROCESS, 5)
-        p.write(b"%r %d" % (sorted(os.sched_getaffinity(0)), p.get_priority(os.PRIO_PROCESS)))
+        Process.set_priority(os.PRIO_PROCESS, 5)  # on the class: the calling process
+        reported = (
+            sorted(os.sched_getaffinity(0)),
+            Process.get_priority(os.PRIO_PROCESS),
+            p.get_priority(os.PRIO_PROCESS),
+        )
+        p.write(b"%r %d %d" % reported)
+        p.read()  # the parent renices us meanwhile
+        p.write(b"%d" % os.getpriority(os.PRIO_PROCESS, 0))
 
     p = Process(child)
     pid = started(p)
     p.set_timeout(5)
-    assert p.read() == b"[0] 5"
+    assert p.read() == b"[0] 5 5"
+    p.set_priority(os.PRIO_PROCESS, 7)  # on the parent's handle: the child
+    assert p.get_priority(os.PRIO_PROCESS) == 7
+    assert os.getpriority(os.PRIO_PROCESS, 0) != 7
+    p.write(b"go")
+    assert p.read() == b"7"
     assert reap(pid)["code"] == 0
+
+
+def test_close_one_direction(started):
+    """close(PIPE_READ): this side reads end of file, the other side's write fails; writing still works."""
+
+    def child(p: Process) -> None:
+        assert p.read() == b"still writable"
+        try:
+            p.write(b"nobody reads this")
+        except BrokenPipeError:
+            p.exit(3)
+
+    p = Process(child)
+    pid = started(p)
+    p.set_timeout(5)
+    p.close(Process.PIPE_READ)
+    assert p.read() == b""
+    p.write(b"still writable")
+    assert reap(pid) == {"pid": pid, "code": 3, "signal": 0}
+    with pytest.raises(ValueError, match="which"):
+        p.close(9)
+    p.close()
+    assert p.pipe == -1
 
 
 def test_write_to_an_exited_child_fails(started):

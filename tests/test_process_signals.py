@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_support import no_strays  # noqa: F401 - autouse: no orphans after any test
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -232,3 +233,45 @@ time.sleep(30)
             deadline = time.monotonic() + 5
             while pid_alive(info["pid"]) and time.monotonic() < deadline:
                 time.sleep(0.02)
+
+
+def test_alarm_types_count_cpu_time_and_bad_types_are_refused():
+    """Type 1 raises SIGVTALRM (user CPU time), type 2 SIGPROF (user and system time)."""
+    script = """
+import signal, time
+from pyswoole.process import Process
+ticks = {signal.SIGVTALRM: 0, signal.SIGPROF: 0}
+def tick(signo):
+    ticks[signo] += 1
+for kind, signo in ((1, signal.SIGVTALRM), (2, signal.SIGPROF)):
+    Process.signal(signo, tick)
+    Process.alarm(10_000, kind)
+    deadline = time.monotonic() + 10
+    while ticks[signo] < 3 and time.monotonic() < deadline:
+        sum(range(1000))  # burn CPU: these timers count CPU time, not wall time
+    Process.alarm(-1, kind)
+    Process.signal(signo, None)
+try:
+    Process.alarm(1000, 3)
+except ValueError:
+    refused = True
+print(ticks[signal.SIGVTALRM] >= 3, ticks[signal.SIGPROF] >= 3, refused)
+"""
+    result = run_script(script)
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr
+
+
+def test_daemon_nochdir_noclose_keeps_cwd_and_stdio(tmp_path):
+    script = """
+import os
+from pyswoole.process import Process
+launcher = os.getpid()
+Process.daemon(nochdir=True, noclose=True)
+print(os.getpid() != launcher, os.getsid(0) == os.getpid(), os.getcwd(), flush=True)
+"""
+    # The daemon keeps the launcher's stdout: communicate() returns once the daemon has exited too.
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", str(tmp_path)]
