@@ -2,6 +2,7 @@
 
 import math
 import os
+import random
 import signal
 import threading
 import time
@@ -149,6 +150,40 @@ def test_holds_exactly_size_rows_for_any_keys_then_raises():
     assert len(t) == 500
 
 
+def key_sets(n: int) -> dict[str, list]:
+    rnd = random.Random(n)
+    random_bytes: set[bytes] = set()
+    while len(random_bytes) < n:
+        random_bytes.add(rnd.randbytes(rnd.randrange(64)))
+    return {
+        "key:N": [f"key:{i}" for i in range(n)],
+        "random bytes, 0 to 63 long": sorted(random_bytes),
+        "one 55-byte prefix": ["p" * 55 + f"{i:08d}" for i in range(n)],
+        "multiples of a prime": [str(i * 1_000_003) for i in range(n)],
+        "utf-8": [f"ключ-{i}-é" for i in range(n)],
+    }
+
+
+@pytest.mark.parametrize("kind", list(key_sets(1)))
+@pytest.mark.parametrize("size", [1, 2, 7, 1024])
+def test_table_of_size_holds_size_rows_for_any_key_set(size, kind):
+    keys = key_sets(size)[kind]
+    t = make_table(size)
+    for i, key in enumerate(keys):
+        assert t.set(key, {"id": i}) is True
+    assert len(t) == size
+    with pytest.raises(TableFullError, match=f"{size} rows"):
+        t.set("one more", {"id": -1})
+    assert [t.get(key, "id") for key in keys] == list(range(size))
+    assert sorted(row["id"] for _, row in t) == list(range(size))
+    for key in keys[::2]:  # free half, refill with other keys: the capacity comes back
+        t.delete(key)
+    others = [f"other:{i}" for i in range(len(keys[::2]))]
+    for key in others:
+        t.set(key, {"id": 1})
+    assert len(t) == size and all(key in t for key in others + keys[1::2])
+
+
 def test_churn_rebuilds_the_index_and_loses_nothing():
     t = make_table(64)
     for i in range(32):
@@ -250,7 +285,21 @@ def test_memory_cost_per_row_is_within_1_3x_declared_row():
     t.create()
     declared = Table.KEY_MAX + 1 + 8 + 64 + 8  # key + columns
     assert t.memory_size / size <= 1.3 * declared
-    assert t.stats()["memory_size"] == t.memory_size
+    t.set("a", {"id": 1})
+    t.set("b", {"id": 2})
+    t.delete("b")
+    stats = t.stats()
+    assert stats == {
+        "size": size,
+        "count": 1,
+        "buckets": 2 * size,
+        "tombstones": 1,
+        "row_size": stats["row_size"],
+        "memory_size": t.memory_size,
+        "rebuilds": 0,
+        "recoveries": 0,
+    }
+    assert declared <= stats["row_size"] <= declared + 16  # the row header and string length fields
 
 
 def test_atomic_operations_and_wraparound():
@@ -269,6 +318,8 @@ def test_atomic_operations_and_wraparound():
         a.set(2**32)
     with pytest.raises(OverflowError):
         Atomic(-1)
+    assert Atomic(initial=2**32 - 1).get() == 2**32 - 1
+    assert AtomicLong(initial=-(2**63)).get() == -(2**63)
     with pytest.raises(TypeError):
         a.add(1.0)
 
@@ -305,6 +356,9 @@ def test_wait_and_wakeup_between_threads(cls):
     event.set(5)  # not an event value: wait returns at once
     assert event.wait(5) is False
     event.set(0)
+    assert event.wakeup(3) is True  # nobody waits: one event is posted, no more
+    assert event.wait(0.05) is True
+    assert event.wait(0.05) is False
     with pytest.raises(ValueError, match="n >= 1"):
         event.wakeup(0)
     assert event.get() == 0  # nothing posted by a refused call

@@ -1,16 +1,20 @@
 """Table, Atomic and Lock across forked processes: exactness, torn rows, and SIGKILL at any point."""
 
 import array
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import ROOT, free_port
 
-from pyswoole.shm import Atomic, AtomicLong, Lock, Table
+from pyswoole.shm import Atomic, AtomicLong, Lock, Table, TableFullError
 
 WAIT_TIMEOUT = 20.0
 
@@ -258,11 +262,21 @@ def test_sigkill_at_any_point_never_leaves_the_table_locked(children):
         assert table.stats()["recoveries"] > 0
         for i in range(48):
             table.delete(f"k{i}")
-        assert len(table) == 0 and list(table) == []
+        assert len(table) == table.count() == 0 and list(table) == []
         for i in range(32):
-            table.set(f"k{i}", blob_row(i))
+            assert table.set(f"k{i}", blob_row(i)) is True
             assert table.incr(f"k{i}", "hits") == 1
+            assert table.decr(f"k{i}", "hits", 2) == -1
+            assert table.incr_if(f"k{i}", "hits", 1, {"a": i}) == 0
+            assert table.replace(f"k{i}", {"hits": 0}, {"hits": 5}) is True
+        with pytest.raises(TableFullError):
+            table.set("k32", blob_row(32))
+        for i in range(32):
+            assert consistent(table.get(f"k{i}")) and f"k{i}" in table and table.exists(f"k{i}")
+            assert table.get(f"k{i}", "hits") == 5 and table.get(f"k{i}", ("a", "b")) == (i, i)
         assert {key: consistent(row) for key, row in table} == {f"k{i}": True for i in range(32)}
+        assert table.delete("k0") is True and table.get("k0") is None
+        assert table.stats()["count"] == len(table) == 31
 
     stop.set(1)
     assert reap(reader_pid) == 0
@@ -291,15 +305,24 @@ def test_lock_excludes_across_processes(children):
     ("kind", "hold", "then"),
     [
         (Lock.MUTEX, "lock", "lockwait"),
+        (Lock.MUTEX, "lock", "lock"),
+        (Lock.MUTEX, "with", "trylock"),
         (Lock.RWLOCK, "lock", "lockwait"),
+        (Lock.RWLOCK, "with", "trylock"),
         (Lock.RWLOCK, "lock", "lock_read"),
+        (Lock.RWLOCK, "lock", "trylock_read"),
         (Lock.RWLOCK, "lock_read", "lockwait"),
+        (Lock.RWLOCK, "trylock_read", "lock"),
     ],
 )
 def test_lock_of_a_killed_holder_is_recovered(children, kind, hold, then):
     lock, held = Lock(kind), Atomic()
 
     def holder():
+        if hold == "with":
+            with lock:
+                held.wakeup()
+                time.sleep(60)
         assert getattr(lock, hold)()
         held.wakeup()
         time.sleep(60)
@@ -310,8 +333,7 @@ def test_lock_of_a_killed_holder_is_recovered(children, kind, hold, then):
     assert lock.trylock() is False
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    acquire = lock.lockwait if then == "lockwait" else lock.lock_read
-    assert (acquire(5) if then == "lockwait" else acquire()) is True
+    assert (lock.lockwait(5) if then == "lockwait" else getattr(lock, then)()) is True
     assert lock.recoveries >= 1
     lock.unlock()
     assert lock.trylock() is True
@@ -384,3 +406,148 @@ def test_rwlock_readers_in_two_processes_share_and_exclude_writers(children):
     assert reap(pid) == 0
     assert lock.lockwait(5) is True
     lock.unlock()
+
+
+def test_atomic_cmpset_and_set_across_processes(children):
+    per_process, processes = 5_000, 4
+    narrow, wide, go = Atomic(), AtomicLong(-(2**40)), Atomic()
+
+    def work():
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while go.get() != 7:  # set() in the parent is seen here
+            assert time.monotonic() < deadline
+        for _ in range(per_process):  # read, then compare-and-set: retried when another process won
+            while not narrow.cmpset(value := narrow.get(), value + 1):
+                pass
+            while not wide.cmpset(value := wide.get(), value - 1):
+                pass
+
+    pids = [fork(work) for _ in range(processes)]
+    children.extend(pids)
+    go.set(7)
+    assert [reap(pid) for pid in pids] == [0] * processes
+    assert narrow.get() == per_process * processes
+    assert wide.get() == -(2**40) - per_process * processes
+
+
+@pytest.mark.parametrize("cls", [Atomic, AtomicLong])
+def test_wakeup_n_releases_n_waiting_processes(children, cls):
+    event, ready, released = cls(), Atomic(), Atomic()
+
+    def waiter():
+        ready.add(1)
+        assert event.wait(WAIT_TIMEOUT) is True
+        released.add(1)
+
+    pids = [fork(waiter) for _ in range(3)]
+    children.extend(pids)
+
+    def released_becomes(n: int) -> int:
+        deadline = time.monotonic() + 5
+        while released.get() < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.2)  # and no more follow
+        return released.get()
+
+    deadline = time.monotonic() + 5
+    while ready.get() < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.1)  # let them fall asleep
+    assert event.wakeup(2) is True
+    assert released_becomes(2) == 2  # two of the three, the third sleeps on
+    assert event.get() == 0
+    assert event.wakeup() is True
+    assert released_becomes(3) == 3
+    assert [reap(pid) for pid in pids] == [0, 0, 0]
+
+
+FAMILY = """
+import json, os, sys, time
+from pyswoole import Process, Server
+from pyswoole.process import Pool
+from pyswoole.shm import Atomic, Lock, Table
+
+PER_PROCESS, TASKS = 1000, 20
+table = Table(8)
+table.column("hits", Table.TYPE_INT)
+table.column("pids", Table.TYPE_STRING, 256)
+table.create()  # before any fork: every process below shares it
+lock, pool_workers = Lock(), Atomic()
+
+
+def record(kind):
+    for _ in range(PER_PROCESS):
+        table.incr(kind, "hits")
+    with lock:
+        pids = table.get(kind, "pids")
+        table.set(kind, {"pids": f"{pids} {os.getpid()}".strip()})
+
+
+children = [Process(lambda process: record("process"), pipe_type=Process.PIPE_NONE) for _ in range(2)]
+for child in children:
+    child.start()
+for _ in children:
+    Process.wait()
+
+pool = Pool(3)
+
+
+@pool.on("worker_start")
+def pool_worker(pool, worker_id):
+    record("pool")
+    if pool_workers.add(1) == 3:
+        pool.shutdown()
+    time.sleep(60)
+
+
+pool.start()
+server = Server("127.0.0.1", int(sys.argv[1]))
+server.set({"worker_num": 1, "task_worker_num": 2})
+
+
+@server.on("worker_start")
+def worker_start(server, worker_id):
+    if not server.taskworker:
+        for i in range(TASKS):
+            server.task(i)
+
+
+@server.on("task")
+def on_task(server, task_id, src_worker_id, data):
+    record("task")
+    return True
+
+
+@server.on("finish")
+def on_finish(server, task_id, result):
+    if table.get("task", "hits") == TASKS * PER_PROCESS:  # task workers' writes, read by the worker
+        server.shutdown()
+
+
+server.on("receive", lambda *args: None)
+server.start()
+print(json.dumps(dict(iter(table))))
+"""
+
+
+def test_processes_pool_workers_and_task_workers_share_one_table():
+    script = subprocess.Popen(
+        [sys.executable, "-c", FAMILY, str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # its own process group: killed whole if it hangs
+    )
+    try:
+        out, err = script.communicate(timeout=60)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait()
+    assert script.returncode == 0, err
+    rows = json.loads(out)
+    assert {kind: row["hits"] for kind, row in rows.items()} == {"process": 2000, "pool": 3000, "task": 20000}
+    pids = {kind: row["pids"].split() for kind, row in rows.items()}
+    assert len(set(pids["process"])) == 2 and len(set(pids["pool"])) == 3
+    assert len(pids["task"]) == 20 and 1 <= len(set(pids["task"])) <= 2

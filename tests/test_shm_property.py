@@ -63,6 +63,61 @@ class TableMatchesDict(RuleBasedStateMachine):
         row["f"] += by
         assert self.table.incr(key, "f", by) == row["f"]
 
+    def matches(self, key, expected: dict) -> bool:
+        """Whether the row (a missing one as zeroed) has these columns; strings by their bytes."""
+        row = self.model.get(key, ZERO_ROW)
+        as_bytes = {name: v.encode() if isinstance(v, str) else v for name, v in row.items()}
+        return all(
+            as_bytes[name] == (v.encode() if isinstance(v, str) else v) for name, v in expected.items()
+        )
+
+    @rule(
+        key=KEYS,
+        expect=st.sampled_from(["missing", "current", "other n"]),
+        n=INT64,
+        s=st.none() | NAMES,
+        remove=st.booleans(),
+    )
+    def replace(self, key, expect, n, s, remove):
+        current = self.model.get(key)
+        if expect == "missing":
+            expected, match = None, current is None
+        elif expect == "current":
+            expected, match = dict(current or {}), current is not None
+        else:
+            expected = {"n": n}
+            match = current is not None and self.matches(key, expected)
+        values = None if remove else {"n": n, **({} if s is None else {"s": s})}
+        if match and values is not None and self.full_for(key):
+            with pytest.raises(TableFullError):
+                self.table.replace(key, expected, values)
+            return
+        assert self.table.replace(key, expected, values) is match
+        if match and values is None:
+            self.model.pop(key, None)
+        elif match:
+            self.model[key] = {**self.model.get(key, ZERO_ROW), **values}
+
+    @rule(key=KEYS, amount=INT64, where=st.sampled_from(["nothing", "own s", "other n"]), n=INT64)
+    def incr_if(self, key, amount, where, n):
+        wanted = {"nothing": {}, "own s": {"s": self.model.get(key, ZERO_ROW)["s"]}, "other n": {"n": n}}[
+            where
+        ]
+        if not self.matches(key, wanted):
+            assert self.table.incr_if(key, "n", amount, wanted) is None
+            return
+        value = self.model.get(key, ZERO_ROW)["n"] + amount
+        if not -(2**63) <= value < 2**63:
+            with pytest.raises(OverflowError):
+                self.table.incr_if(key, "n", amount, wanted)
+            return
+        if self.full_for(key):
+            with pytest.raises(TableFullError):
+                self.table.incr_if(key, "n", amount, wanted)
+            return
+        assert self.table.incr_if(key, "n", amount, wanted) == value
+        self.model[key] = {**self.model.get(key, ZERO_ROW), "n": value}
+
     @rule(key=KEYS)
     def delete(self, key):
         assert self.table.delete(key) is (self.model.pop(key, None) is not None)
@@ -78,6 +133,7 @@ class TableMatchesDict(RuleBasedStateMachine):
         key = data.draw(st.sampled_from(sorted(self.model)))
         column = data.draw(st.sampled_from(["n", "f", "s"]))
         assert self.table.get(key, column) == self.model[key][column]
+        assert self.table.get(key, ("s", column)) == (self.model[key]["s"], self.model[key][column])
 
     @invariant()
     def same_rows(self):

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "pyswoole.shm assumes a little-endian machine (futex on the low word of a 64-bit atomic)"
+#error "pyswoole.shm assumes a little-endian machine (an Atomic's 32-bit value is the low word of its 64-bit slot)"
 #endif
 
 static PyObject *TableFullError;
@@ -1414,32 +1414,51 @@ static PyTypeObject TableType = {
 
 #define SHARED_PAGE 4096
 
+/* The shared page of an Atomic/AtomicLong. `value` comes first (the 32-bit value, or the 64-bit
+ * one). wakeup() bumps `posts` (the futex word waiters sleep on) and leaves `tickets`: how many of
+ * the processes that were waiting before that post may still return True besides the one that
+ * consumes the value. */
+typedef struct {
+    uint64_t value;
+    uint32_t posts;
+    uint32_t tickets;
+} atomic_shared;
+
 typedef struct {
     PyObject_HEAD
-    void *value;
+    atomic_shared *shm;
 } AtomicObject;
 
 static void Atomic_dealloc(AtomicObject *self)
 {
-    if (self->value != NULL)
-        munmap(self->value, SHARED_PAGE);
+    if (self->shm != NULL)
+        munmap(self->shm, SHARED_PAGE);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int atomic_map(AtomicObject *self)
 {
-    if (self->value != NULL) {
+    if (self->shm != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "__init__ called twice");
         return -1;
     }
-    self->value = shared_alloc(SHARED_PAGE);
-    return self->value == NULL ? -1 : 0;
+    self->shm = shared_alloc(SHARED_PAGE);
+    return self->shm == NULL ? -1 : 0;
 }
 
-/* The 32-bit futex word: the value itself, or the low half of a 64-bit value. */
-static uint32_t *futex_word(AtomicObject *self) { return (uint32_t *)self->value; }
+/* A waiter that slept before the latest post takes one of its tickets. */
+static int take_ticket(atomic_shared *shm)
+{
+    uint32_t left = __atomic_load_n(&shm->tickets, __ATOMIC_SEQ_CST);
+    while (left > 0)
+        if (__atomic_compare_exchange_n(&shm->tickets, &left, left - 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+            return 1;
+    return 0;
+}
 
-/* Swoole's wait(): consume a posted event (value 1 -> 0), sleeping while the value is 0. */
+/* Swoole's wait(): consume a posted event (value 1 -> 0), sleeping while the value is 0. A waiter
+ * woken by wakeup(n) whose event another waiter consumed returns True with one of the post's
+ * tickets, so up to n waiters return. */
 static PyObject *atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds, int (*take)(AtomicObject *))
 {
     static char *kwlist[] = {"timeout", NULL};
@@ -1447,10 +1466,19 @@ static PyObject *atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds,
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|d:wait", kwlist, &timeout))
         return NULL;
     double deadline = timeout < 0 ? -1 : monotonic_now() + timeout;
+    atomic_shared *shm = self->shm;
+    uint32_t seen = __atomic_load_n(&shm->posts, __ATOMIC_SEQ_CST);
     for (;;) {
         int rc = take(self);
         if (rc != 0) /* 1: taken; -1: the value is neither 0 nor 1 */
             return PyBool_FromLong(rc > 0);
+        uint32_t posts = __atomic_load_n(&shm->posts, __ATOMIC_SEQ_CST);
+        if (posts != seen) {
+            if (take_ticket(shm))
+                Py_RETURN_TRUE;
+            seen = posts; /* that post's waiters are all served: wait for the next one */
+            continue;
+        }
         struct timespec ts, *tsp = NULL;
         if (deadline >= 0) {
             double left = deadline - monotonic_now();
@@ -1461,14 +1489,15 @@ static PyObject *atomic_wait(AtomicObject *self, PyObject *args, PyObject *kwds,
         }
         long res;
         Py_BEGIN_ALLOW_THREADS
-        res = syscall(SYS_futex, futex_word(self), FUTEX_WAIT, 0, tsp, NULL, 0);
+        res = syscall(SYS_futex, &shm->posts, FUTEX_WAIT, seen, tsp, NULL, 0);
         Py_END_ALLOW_THREADS
         if (res < 0 && errno == EINTR && PyErr_CheckSignals() < 0)
             return NULL;
     }
 }
 
-/* Swoole's wakeup(): post an event (value 0 -> 1) and wake up to n waiters. */
+/* Swoole's wakeup(): post an event (value 0 -> 1) and wake up to n waiters, of which up to n
+ * return True (one consumes the event, the others take the post's tickets). */
 static PyObject *atomic_wake(AtomicObject *self, PyObject *args, PyObject *kwds, int (*post)(AtomicObject *))
 {
     static char *kwlist[] = {"n", NULL};
@@ -1479,8 +1508,12 @@ static PyObject *atomic_wake(AtomicObject *self, PyObject *args, PyObject *kwds,
         PyErr_SetString(PyExc_ValueError, "wakeup() needs n >= 1");
         return NULL;
     }
-    if (post(self))
-        syscall(SYS_futex, futex_word(self), FUTEX_WAKE, n, NULL, NULL, 0);
+    atomic_shared *shm = self->shm;
+    if (post(self)) {
+        __atomic_store_n(&shm->tickets, (uint32_t)(n - 1), __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&shm->posts, 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_futex, &shm->posts, FUTEX_WAKE, n, NULL, NULL, 0);
+    }
     Py_RETURN_TRUE;
 }
 
@@ -1503,11 +1536,11 @@ static int u32_arg(PyObject *obj, uint32_t *out)
     return 0;
 }
 
-#define U32(self) ((uint32_t *)(self)->value)
+#define U32(self) ((uint32_t *)&(self)->shm->value)
 
 static int Atomic_init(AtomicObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"value", NULL};
+    static char *kwlist[] = {"initial", NULL};
     PyObject *initial = NULL;
     uint32_t v = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Atomic", kwlist, &initial))
@@ -1601,7 +1634,7 @@ static PyMethodDef Atomic_methods[] = {
 
 static PyTypeObject AtomicType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pyswoole.shm._shm.Atomic",
-    .tp_doc = "Atomic(value=0): an unsigned 32-bit integer in shared memory.",
+    .tp_doc = "Atomic(initial=0): an unsigned 32-bit integer in shared memory.",
     .tp_basicsize = sizeof(AtomicObject),
     .tp_dealloc = (destructor)Atomic_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -1625,11 +1658,11 @@ static int i64_arg(PyObject *obj, int64_t *out)
     return 0;
 }
 
-#define I64(self) ((int64_t *)(self)->value)
+#define I64(self) ((int64_t *)&(self)->shm->value)
 
 static int AtomicLong_init(AtomicObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"value", NULL};
+    static char *kwlist[] = {"initial", NULL};
     PyObject *initial = NULL;
     int64_t v = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:AtomicLong", kwlist, &initial))
@@ -1730,7 +1763,7 @@ static PyMethodDef AtomicLong_methods[] = {
 
 static PyTypeObject AtomicLongType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pyswoole.shm._shm.AtomicLong",
-    .tp_doc = "AtomicLong(value=0): a signed 64-bit integer in shared memory.",
+    .tp_doc = "AtomicLong(initial=0): a signed 64-bit integer in shared memory.",
     .tp_basicsize = sizeof(AtomicObject),
     .tp_dealloc = (destructor)Atomic_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
