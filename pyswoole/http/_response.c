@@ -6,6 +6,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <time.h>
 
 enum { FRESH = 0, STREAMING = 1, ENDED = 2 };
 
@@ -329,9 +330,510 @@ static PyType_Spec Core_spec = {
     .slots = Core_slots,
 };
 
+
+/* -- ConnectionCore: the per-read path of HttpConnection ---------------------------------------
+ * A field-less base class of pyswoole.http.connection.HttpConnection: ``data_received`` and
+ * ``finish_response`` in C for the common case (an eager request handler, no static file, the
+ * connection free), calling the Python methods of the connection for everything else
+ * (``_dispatch``, ``write``, ``flush``, ``_drain_queue``, ``refuse``, ``upgrade``). The
+ * connection's fields are the ``__slots__`` of the Python classes, read at their offsets, found
+ * once by ``bind_connection``. */
+
+enum {
+    F_WORKER, F_FD, F_BYTES_IN, F_BYTES_OUT, F_LAST_TIME, F_TRANSPORT, F_CLOSED_BY_SERVER, F_PAUSED_WRITING,
+    F_PARSER, F_ACTIVE, F_QUEUE, F_OUT, F_OUT_SIZE, F_HEAD_SINCE, F_ROUTE, F_COUNT
+};
+static const char *field_names[F_COUNT] = {
+    "worker", "fd", "bytes_in", "bytes_out", "last_time", "transport", "closed_by_server", "paused_writing",
+    "parser", "active", "queue", "out", "out_size", "head_since", "route",
+};
+static Py_ssize_t field_offsets[F_COUNT];
+static PyTypeObject *connection_type; /* HttpConnection */
+static PyTypeObject *response_type;   /* pyswoole.http.response.Response */
+static PyObject *runner_globals;      /* pyswoole.coroutine.runner.__dict__ */
+static PyObject *pending;             /* runner._PENDING */
+static PyObject *str_current, *str_pending_parent, *str_materialize, *str_ended, *str_take_over;
+static PyObject *str_plain_in_greenlet, *str_request, *str_finish_later, *str_handler_raised;
+static PyObject *str_feed, *str_refuse, *str_upgrade, *str_stopped, *str_error, *str_upgrade_data;
+static PyObject *str_dispatch, *str_write_method, *str_flush, *str_drain_queue, *str_remove_uploads;
+static PyObject *str_is_closing, *str_pause_reading, *str_close_method, *str_clock, *str_registry, *str_touch;
+static PyObject *str_request_count, *str_max_request, *str_recycle, *str_files, *str_conn, *str_fd;
+static PyObject *str_end_public, *str_append, *str_url, *http_error, *zero, *zero_float, *empty_bytes_object, *method_get, *method_head;
+
+#define FLUSH_SIZE (64 * 1024)
+#define MAX_QUEUED 64
+
+static inline PyObject *field(PyObject *self, int which) {
+    return *(PyObject **)((char *)self + field_offsets[which]);
+}
+
+/* A borrowed field; NULL with AttributeError when unset. */
+static PyObject *get_field(PyObject *self, int which) {
+    PyObject *value = field(self, which);
+    if (value == NULL) PyErr_Format(PyExc_AttributeError, "connection has no %s", field_names[which]);
+    return value;
+}
+
+static void set_field(PyObject *self, int which, PyObject *value) {
+    PyObject **slot = (PyObject **)((char *)self + field_offsets[which]);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(value);
+    Py_XDECREF(old);
+}
+
+/* self.<which> += amount (Python ints) */
+static int add_to_field(PyObject *self, int which, Py_ssize_t amount) {
+    PyObject *value = get_field(self, which);
+    if (value == NULL) return -1;
+    PyObject *delta = PyLong_FromSsize_t(amount);
+    PyObject *sum = delta == NULL ? NULL : PyNumber_Add(value, delta);
+    Py_XDECREF(delta);
+    if (sum == NULL) return -1;
+    set_field(self, which, sum);
+    Py_DECREF(sum);
+    return 0;
+}
+
+static PyObject *call_method0(PyObject *self, PyObject *name) {
+    return PyObject_VectorcallMethod(name, &self, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *call_method1(PyObject *self, PyObject *name, PyObject *arg) {
+    PyObject *args[2] = {self, arg};
+    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* Call a method for its effect only. */
+static int run_method1(PyObject *self, PyObject *name, PyObject *arg) {
+    PyObject *result = arg == NULL ? call_method0(self, name) : call_method1(self, name, arg);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+static int is_closing(PyObject *transport) {
+    PyObject *result = call_method0(transport, str_is_closing);
+    if (result == NULL) return -1;
+    int closing = PyObject_IsTrue(result);
+    Py_DECREF(result);
+    return closing;
+}
+
+static PyObject *monotonic(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return PyFloat_FromDouble((double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+}
+
+/* runner._ended(prev), or its inlined common case (see runner.call). */
+static int runner_ended(PyObject *prev) {
+    PyObject *current = PyDict_GetItemWithError(runner_globals, str_current);
+    if (current == NULL && PyErr_Occurred()) return -1;
+    if (current == pending) return PyDict_SetItem(runner_globals, str_current, prev);
+    PyObject *ended = PyDict_GetItemWithError(runner_globals, str_ended);
+    if (ended == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "runner._ended is missing");
+        return -1;
+    }
+    PyObject *result = PyObject_CallOneArg(ended, prev);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The request handler failed before it suspended: Exception subclasses go to
+ * ``self._handler_raised(response, exc)`` (log, 500), others propagate. */
+static int handler_raised(PyObject *self, PyObject *response) {
+    if (!PyErr_ExceptionMatches(PyExc_Exception)) return -1;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) PyException_SetTraceback(value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    PyObject *args[3] = {self, response, value};
+    PyObject *result = PyObject_VectorcallMethod(str_handler_raised, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_XDECREF(value);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* runner.call(handler, (request, response), self._finish_later, (response,), "request") for the
+ * handler of ``route``, inlined; then the automatic end(). */
+static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyObject *response) {
+    PyObject *prev = PyDict_GetItemWithError(runner_globals, str_current);
+    if (prev == NULL) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "runner._current is missing");
+        return -1;
+    }
+    Py_INCREF(prev);
+    if (prev == pending) {
+        PyObject *materialize = PyDict_GetItemWithError(runner_globals, str_materialize);
+        Py_SETREF(prev, materialize == NULL ? NULL : PyObject_CallNoArgs(materialize));
+        if (prev == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "runner._materialize is missing");
+            return -1;
+        }
+    }
+    if (PyDict_SetItem(runner_globals, str_current, pending) < 0 ||
+        PyDict_SetItem(runner_globals, str_pending_parent, prev) < 0) {
+        Py_DECREF(prev);
+        return -1;
+    }
+    PyObject *args[2] = {request, response};
+    PyObject *coro = PyObject_Vectorcall(handler, args, 2, NULL);
+    PyObject *yielded = NULL;
+    PySendResult status = PYGEN_RETURN;
+    if (coro == NULL) {
+        status = PYGEN_ERROR;
+    } else if (Py_IS_TYPE(coro, &PyCoro_Type)) {
+        status = PyIter_Send(coro, Py_None, &yielded);
+        if (status == PYGEN_RETURN) Py_CLEAR(yielded);
+    }
+    int rc = 0;
+    if (status == PYGEN_NEXT) {
+        /* suspended: a task takes the rest over (runner._take_over, as runner.call does) */
+        PyObject *take_over = PyDict_GetItemWithError(runner_globals, str_take_over);
+        PyObject *finish_later = take_over == NULL ? NULL : PyObject_GetAttr(self, str_finish_later);
+        PyObject *wrap_args = finish_later == NULL ? NULL : PyTuple_Pack(1, response);
+        PyObject *task = NULL;
+        if (wrap_args != NULL) {
+            PyObject *call_args[6] = {prev, coro, yielded, str_request, finish_later, wrap_args};
+            task = PyObject_Vectorcall(take_over, call_args, 6, NULL);
+        } else if (take_over == NULL && !PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "runner._take_over is missing");
+        }
+        Py_XDECREF(finish_later);
+        Py_XDECREF(wrap_args);
+        Py_XDECREF(yielded);
+        Py_XDECREF(coro);
+        Py_DECREF(prev);
+        if (task == NULL) return -1;
+        Py_DECREF(task);
+        return 0;
+    }
+    Py_XDECREF(coro);
+    if (status == PYGEN_ERROR) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        rc = runner_ended(prev);
+        Py_DECREF(prev);
+        if (rc < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(traceback);
+            return -1;
+        }
+        PyErr_Restore(type, value, traceback);
+        return handler_raised(self, response);
+    }
+    rc = runner_ended(prev);
+    Py_DECREF(prev);
+    if (rc < 0) return -1;
+    ResponseCore *core = (ResponseCore *)response;
+    if (core->state != ENDED && !core->detached) return run_method1(response, str_end_public, NULL);
+    return 0;
+}
+
+/* True when the static handler may want ``request`` (a GET or HEAD under one of its URL prefixes). */
+static int wants_static(PyObject *request, PyObject *prefixes) {
+    if (PyTuple_GET_SIZE(prefixes) == 0) return 0;
+    PyObject *method = PyObject_GetAttr(request, str_method);
+    if (method == NULL) return -1;
+    int match = method == method_get || method == method_head ||
+                PyObject_RichCompareBool(method, method_get, Py_EQ) == 1 ||
+                PyObject_RichCompareBool(method, method_head, Py_EQ) == 1;
+    Py_DECREF(method);
+    if (!match) return 0;
+    PyObject *url = PyObject_GetAttr(request, str_url);
+    if (url == NULL) return -1;
+    int found = 0;
+    if (PyBytes_Check(url)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes) && !found; i++) {
+            PyObject *prefix = PyTuple_GET_ITEM(prefixes, i);
+            found = PyBytes_Check(prefix) && PyBytes_GET_SIZE(url) >= PyBytes_GET_SIZE(prefix) &&
+                    memcmp(PyBytes_AS_STRING(url), PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix)) == 0;
+        }
+    } else {
+        found = 1; /* not bytes: let the Python path decide */
+    }
+    Py_DECREF(url);
+    return found;
+}
+
+/* HttpConnection._dispatch(request), with its common case in C. */
+static int dispatch(PyObject *self, PyObject *request) {
+    PyObject *route = field(self, F_ROUTE);
+    if (route == NULL || !PyTuple_CheckExact(route) || PyTuple_GET_SIZE(route) != 3)
+        return run_method1(self, str_dispatch, request);
+    PyObject *handler = PyTuple_GET_ITEM(route, 0), *prefixes = PyTuple_GET_ITEM(route, 1);
+    if (!PyObject_IsTrue(PyTuple_GET_ITEM(route, 2))) { /* a plain handler: greenlets need Python */
+        PyObject *greenlet = PyDict_GetItemWithError(runner_globals, str_plain_in_greenlet);
+        if (greenlet == NULL && PyErr_Occurred()) return -1;
+        if (greenlet != NULL && PyObject_IsTrue(greenlet)) return run_method1(self, str_dispatch, request);
+    }
+    int wanted = PyTuple_Check(prefixes) ? wants_static(request, prefixes) : 1;
+    if (wanted < 0) return -1;
+    if (wanted) return run_method1(self, str_dispatch, request);
+    PyObject *fd = get_field(self, F_FD);
+    if (fd == NULL || PyObject_SetAttr(request, str_conn, self) < 0 || PyObject_SetAttr(request, str_fd, fd) < 0)
+        return -1;
+    PyObject *flag = PyObject_GetAttr(request, str_keep_alive);
+    int keep_alive = flag == NULL ? -1 : PyObject_IsTrue(flag);
+    Py_XDECREF(flag);
+    if (keep_alive < 0) return -1;
+    ResponseCore *response = (ResponseCore *)response_type->tp_alloc(response_type, 0);
+    if (response == NULL) return -1;
+    response->conn = Py_NewRef(self);
+    response->request = Py_NewRef(request);
+    response->reason = Py_NewRef(Py_None);
+    response->headers = Py_NewRef(Py_None);
+    response->status_code = 200;
+    response->state = FRESH;
+    response->keep_alive = (char)keep_alive;
+    set_field(self, F_ACTIVE, (PyObject *)response);
+    int rc = run_handler(self, handler, request, (PyObject *)response);
+    Py_DECREF(response);
+    return rc;
+}
+
+/* data_received(data): parse, answer what is complete, write the answers of this read at once. */
+static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
+    if (!PyObject_TypeCheck(self, connection_type)) {
+        PyErr_SetString(PyExc_TypeError, "ConnectionCore methods need an HttpConnection");
+        return NULL;
+    }
+    PyObject *worker = get_field(self, F_WORKER);
+    Py_ssize_t size = PyObject_Length(data);
+    if (worker == NULL || size < 0 || add_to_field(self, F_BYTES_IN, size) < 0) return NULL;
+    PyObject *clock = PyObject_GetAttr(worker, str_clock);
+    if (clock == NULL) return NULL;
+    PyObject *last_time = get_field(self, F_LAST_TIME);
+    int same = last_time == NULL ? -1 : PyObject_RichCompareBool(last_time, clock, Py_EQ);
+    if (same == 0) { /* once a second: the registry row (last_time and byte counts) */
+        set_field(self, F_LAST_TIME, clock);
+        PyObject *registry = PyObject_GetAttr(worker, str_registry);
+        PyObject *args[5] = {registry, field(self, F_FD), clock, field(self, F_BYTES_IN), field(self, F_BYTES_OUT)};
+        PyObject *result = registry == NULL ? NULL
+                                            : PyObject_VectorcallMethod(str_touch, args, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_XDECREF(registry);
+        same = result == NULL ? -1 : 1;
+        Py_XDECREF(result);
+    }
+    Py_DECREF(clock);
+    if (same < 0) return NULL;
+    PyObject *parser = get_field(self, F_PARSER);
+    if (parser == NULL) return NULL;
+    if (parser == Py_None) Py_RETURN_NONE;
+    Py_INCREF(parser);
+    PyObject *requests = call_method1(parser, str_feed, data);
+    if (requests == NULL) {
+        Py_DECREF(parser);
+        if (!PyErr_ExceptionMatches(http_error)) return NULL;
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        int rc = run_method1(self, str_refuse, value);
+        Py_XDECREF(value);
+        if (rc < 0) return NULL;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(requests);
+    int rc = 0;
+    if (count > 0) {
+        set_field(self, F_HEAD_SINCE, zero_float); /* whole requests arrived: the header clock stops */
+        PyObject *queue = get_field(self, F_QUEUE);
+        PyObject *out = PyList_New(0);
+        if (queue == NULL || out == NULL) {
+            Py_XDECREF(out);
+            Py_DECREF(requests);
+            Py_DECREF(parser);
+            return NULL;
+        }
+        Py_INCREF(queue);
+        set_field(self, F_OUT, out);
+        set_field(self, F_OUT_SIZE, zero);
+        for (Py_ssize_t i = 0; i < count && rc == 0; i++) {
+            if (field(self, F_CLOSED_BY_SERVER) == Py_True) break; /* an answer closed the connection */
+            PyObject *request = PyList_GET_ITEM(requests, i);
+            Py_ssize_t queued = PyObject_Length(queue);
+            if (queued < 0) rc = -1;
+            else if (field(self, F_ACTIVE) == Py_None && queued == 0) rc = dispatch(self, request);
+            else rc = run_method1(queue, str_append, request);
+        }
+        set_field(self, F_OUT, Py_None);
+        PyObject *transport = field(self, F_TRANSPORT);
+        Py_ssize_t pieces = PyList_GET_SIZE(out);
+        if (rc == 0 && pieces > 0 && transport != NULL) {
+            PyObject *payload = pieces == 1 ? Py_NewRef(PyList_GET_ITEM(out, 0)) : _PyBytes_Join(empty_bytes_object, out);
+            rc = payload == NULL ? -1 : run_method1(transport, str_write_method, payload);
+            Py_XDECREF(payload);
+        }
+        Py_DECREF(out);
+        Py_ssize_t queued = rc == 0 ? PyObject_Length(queue) : 0;
+        Py_DECREF(queue);
+        if (queued < 0) rc = -1;
+        if (rc == 0 && queued > MAX_QUEUED && transport != NULL) rc = run_method1(transport, str_pause_reading, NULL);
+        if (rc == 0) { /* the worker's request count; at max_request it recycles itself */
+            PyObject *total = PyObject_GetAttr(worker, str_request_count);
+            PyObject *delta = total == NULL ? NULL : PyLong_FromSsize_t(count);
+            PyObject *sum = delta == NULL ? NULL : PyNumber_Add(total, delta);
+            rc = sum == NULL ? -1 : PyObject_SetAttr(worker, str_request_count, sum);
+            PyObject *limit = rc < 0 ? NULL : PyObject_GetAttr(worker, str_max_request);
+            if (limit == NULL) rc = -1;
+            else if (PyObject_IsTrue(limit) && PyObject_RichCompareBool(sum, limit, Py_GE) == 1)
+                rc = run_method1(worker, str_recycle, NULL);
+            Py_XDECREF(limit);
+            Py_XDECREF(sum);
+            Py_XDECREF(delta);
+            Py_XDECREF(total);
+        }
+    }
+    Py_DECREF(requests);
+    if (rc == 0) {
+        PyObject *stopped = PyObject_GetAttr(parser, str_stopped);
+        int is_stopped = stopped == NULL ? -1 : PyObject_IsTrue(stopped);
+        Py_XDECREF(stopped);
+        if (is_stopped < 0) rc = -1;
+        else if (is_stopped) {
+            PyObject *error = PyObject_GetAttr(parser, str_error);
+            PyObject *upgrade_data = error == NULL ? NULL : PyObject_GetAttr(parser, str_upgrade_data);
+            if (upgrade_data == NULL) rc = -1;
+            else if (error != Py_None) rc = run_method1(self, str_refuse, error);
+            else if (upgrade_data != Py_None) rc = run_method1(self, str_upgrade, NULL);
+            Py_XDECREF(error);
+            Py_XDECREF(upgrade_data);
+        }
+    }
+    Py_DECREF(parser);
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* finish_response(response, payload): write the last bytes of ``response`` and give the
+ * connection to the next request. */
+static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyObject_TypeCheck(self, connection_type) || !PyObject_TypeCheck(args[0], response_type)) {
+        PyErr_SetString(PyExc_TypeError, "finish_response(response, payload) of an HttpConnection");
+        return NULL;
+    }
+    PyObject *response = args[0], *payload = args[1];
+    ResponseCore *core = (ResponseCore *)response;
+    PyObject *out = field(self, F_OUT), *out_size = field(self, F_OUT_SIZE);
+    PyObject *transport = get_field(self, F_TRANSPORT);
+    if (transport == NULL || out_size == NULL) return NULL;
+    int ok;
+    Py_ssize_t buffered = PyLong_AsSsize_t(out_size);
+    if (buffered == -1 && PyErr_Occurred()) return NULL;
+    if (out != NULL && PyList_CheckExact(out) && buffered < FLUSH_SIZE && field(self, F_PAUSED_WRITING) == Py_False) {
+        /* the common case: a response made while the received bytes are handled */
+        int closing = is_closing(transport);
+        if (closing < 0) return NULL;
+        ok = !closing;
+        if (ok) {
+            Py_ssize_t size = PyObject_Length(payload);
+            if (size < 0 || add_to_field(self, F_BYTES_OUT, size) < 0) return NULL;
+            PyObject *total = PyLong_FromSsize_t(buffered + size);
+            if (total == NULL) return NULL;
+            set_field(self, F_OUT_SIZE, total);
+            Py_DECREF(total);
+            if (PyList_Append(out, payload) < 0) return NULL;
+        }
+    } else {
+        PyObject *written = call_method1(self, str_write_method, payload);
+        if (written == NULL) return NULL;
+        ok = PyObject_IsTrue(written);
+        Py_DECREF(written);
+    }
+    PyObject *request = core->request;
+    if (request != NULL && request != Py_None) {
+        PyObject *files = PyObject_GetAttr(request, str_files);
+        int has_files = files == NULL ? -1 : PyObject_IsTrue(files);
+        Py_XDECREF(files);
+        if (has_files < 0) return NULL;
+        if (has_files && run_method1(self, str_remove_uploads, request) < 0) return NULL;
+    }
+    if (!core->keep_alive) {
+        if (run_method1(self, str_flush, NULL) < 0) return NULL;
+        set_field(self, F_CLOSED_BY_SERVER, Py_True);
+        transport = get_field(self, F_TRANSPORT);
+        if (transport == NULL || run_method1(transport, str_close_method, NULL) < 0) return NULL;
+    }
+    if (field(self, F_ACTIVE) == response) {
+        set_field(self, F_ACTIVE, Py_None);
+        PyObject *queue = get_field(self, F_QUEUE);
+        Py_ssize_t queued = queue == NULL ? -1 : PyObject_Length(queue);
+        if (queued < 0) return NULL;
+        if (queued > 0) {
+            if (run_method1(self, str_drain_queue, NULL) < 0) return NULL;
+        } else {
+            PyObject *now = monotonic();
+            if (now == NULL) return NULL;
+            set_field(self, F_HEAD_SINCE, now);
+            Py_DECREF(now);
+        }
+    }
+    return PyBool_FromLong(ok);
+}
+
+static PyMethodDef Conn_methods[] = {
+    {"data_received", (PyCFunction)Conn_data_received, METH_O,
+     "Parse received bytes, answer the complete requests, write their answers together."},
+    {"finish_response", (PyCFunction)(void (*)(void))Conn_finish_response, METH_FASTCALL,
+     "finish_response(response, payload): write the last bytes of a response; the next request's turn."},
+    {NULL},
+};
+
+static PyType_Slot Conn_slots[] = {
+    {Py_tp_methods, Conn_methods},
+    {Py_tp_doc, "The per-read path of an HTTP connection (see pyswoole.http.connection)."},
+    {0, NULL},
+};
+
+static PyType_Spec Conn_spec = {
+    .name = "pyswoole.http._response.ConnectionCore",
+    .basicsize = sizeof(PyObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .slots = Conn_slots,
+};
+
+/* bind_connection(connection_class, response_class, runner_module) */
+static PyObject *bind_connection(PyObject *module, PyObject *args) {
+    PyObject *cls, *response_cls, *runner;
+    if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &cls, &PyType_Type, &response_cls, &runner)) return NULL;
+    for (int i = 0; i < F_COUNT; i++) {
+        PyObject *descr = PyObject_GetAttrString(cls, field_names[i]);
+        if (descr == NULL) return NULL;
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            Py_DECREF(descr);
+            return PyErr_Format(PyExc_TypeError, "%s.%s must be a __slots__ field", ((PyTypeObject *)cls)->tp_name,
+                                field_names[i]);
+        }
+        field_offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+    }
+    PyObject *globals = PyObject_GetAttrString(runner, "__dict__");
+    if (globals == NULL) return NULL;
+    PyObject *marker = PyDict_GetItemString(globals, "_PENDING");
+    if (marker == NULL) {
+        Py_DECREF(globals);
+        return PyErr_Format(PyExc_TypeError, "the runner module has no _PENDING");
+    }
+    Py_XSETREF(pending, Py_NewRef(marker));
+    Py_XSETREF(runner_globals, globals);
+    Py_XSETREF(connection_type, (PyTypeObject *)Py_NewRef(cls));
+    Py_XSETREF(response_type, (PyTypeObject *)Py_NewRef(response_cls));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(canonical_names, date_header, ok_line, maybe_compress): what the fast paths use."},
+    {"bind_connection", bind_connection, METH_VARARGS,
+     "bind_connection(HttpConnection, Response, runner_module): the classes ConnectionCore serves."},
     {NULL},
 };
 
@@ -359,11 +861,61 @@ PyMODINIT_FUNC PyInit__response(void) {
     INTERN(str_end, "_end");
     INTERN(str_finish_response, "finish_response");
     INTERN(str_http11, "1.1");
+    INTERN(str_current, "_current");
+    INTERN(str_pending_parent, "_pending_parent");
+    INTERN(str_materialize, "_materialize");
+    INTERN(str_ended, "_ended");
+    INTERN(str_take_over, "_take_over");
+    INTERN(str_plain_in_greenlet, "plain_in_greenlet");
+    INTERN(str_request, "request");
+    INTERN(str_finish_later, "_finish_later");
+    INTERN(str_handler_raised, "_handler_raised");
+    INTERN(str_feed, "feed");
+    INTERN(str_refuse, "refuse");
+    INTERN(str_upgrade, "upgrade");
+    INTERN(str_stopped, "stopped");
+    INTERN(str_error, "error");
+    INTERN(str_upgrade_data, "upgrade_data");
+    INTERN(str_dispatch, "_dispatch");
+    INTERN(str_write_method, "write");
+    INTERN(str_flush, "flush");
+    INTERN(str_drain_queue, "_drain_queue");
+    INTERN(str_remove_uploads, "_remove_uploads");
+    INTERN(str_is_closing, "is_closing");
+    INTERN(str_pause_reading, "pause_reading");
+    INTERN(str_close_method, "close");
+    INTERN(str_clock, "clock");
+    INTERN(str_registry, "registry");
+    INTERN(str_touch, "touch");
+    INTERN(str_request_count, "request_count");
+    INTERN(str_max_request, "max_request");
+    INTERN(str_recycle, "recycle");
+    INTERN(str_files, "files");
+    INTERN(str_conn, "conn");
+    INTERN(str_fd, "fd");
+    INTERN(str_end_public, "end");
+    INTERN(str_append, "append");
+    INTERN(str_url, "url");
+    if ((zero = PyLong_FromLong(0)) == NULL || (zero_float = PyFloat_FromDouble(0.0)) == NULL ||
+        (empty_bytes_object = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
+        (method_get = PyBytes_FromString("GET")) == NULL || (method_head = PyBytes_FromString("HEAD")) == NULL)
+        return NULL;
+    PyObject *protocol = PyImport_ImportModule("pyswoole.protocol.http");
+    if (protocol == NULL) return NULL;
+    http_error = PyObject_GetAttrString(protocol, "HttpError");
+    Py_DECREF(protocol);
+    if (http_error == NULL) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     PyObject *type = PyType_FromSpec(&Core_spec);
     if (type == NULL || PyModule_AddObject(m, "ResponseCore", type) < 0) {
         Py_XDECREF(type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyObject *conn_type = PyType_FromSpec(&Conn_spec);
+    if (conn_type == NULL || PyModule_AddObject(m, "ConnectionCore", conn_type) < 0) {
+        Py_XDECREF(conn_type);
         Py_DECREF(m);
         return NULL;
     }

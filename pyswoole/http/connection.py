@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from pyswoole.coroutine import runner
+from pyswoole.http._response import ConnectionCore, bind_connection
 from pyswoole.http.parser import RequestParser
 from pyswoole.http.request import Request
 from pyswoole.http.response import DATE, ENDED, FRESH, STREAMING, Response
@@ -77,8 +78,13 @@ def _start_housekeeping(worker: Worker) -> None:
     loop.call_later(1.0, tick)
 
 
-class HttpConnection(StreamConnection):
-    """One HTTP/1.1 client connection."""
+class HttpConnection(ConnectionCore, StreamConnection):
+    """One HTTP/1.1 client connection.
+
+    ``data_received`` and ``finish_response`` are ``ConnectionCore``'s (C): the per-read path for
+    the common case, which calls the methods here for the rest (``_dispatch`` for a request the
+    static handler may want, a non-eager or overridden dispatch, or a plain handler in a greenlet).
+    """
 
     __slots__ = (
         "_closed_waiter",
@@ -91,6 +97,7 @@ class HttpConnection(StreamConnection):
         "out_size",
         "parser",
         "queue",
+        "route",
         "streaming",
         "tls",
     )
@@ -114,6 +121,20 @@ class HttpConnection(StreamConnection):
         self.tls = tls
         self._drain_waiter: asyncio.Future | None = None
         self._closed_waiter: asyncio.Future | None = None
+        self.route = self._fast_route()
+
+    def _fast_route(self) -> tuple[Any, tuple[bytes, ...], bool] | None:
+        """What ``ConnectionCore`` needs to dispatch requests itself: ``(handler, URL prefixes of
+        the static handler, handler is async)``; None when every request goes to ``_dispatch``."""
+        options = self.options
+        if not options.eager or type(self)._dispatch is not HttpConnection._dispatch:
+            return None
+        prefixes: tuple[bytes, ...] | None = ()
+        if options.static is not None:
+            prefixes = options.static.url_prefixes  # None: any URL may be a file
+        if prefixes is None:
+            return None
+        return options.handler, prefixes, runner.is_async(options.handler)
 
     # -- asyncio Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -124,55 +145,14 @@ class HttpConnection(StreamConnection):
             _start_housekeeping(self.worker)
         self.head_since = time.monotonic()
 
-    def data_received(self, data: bytes) -> None:
-        # note_input() and count_requests(), inlined as in StreamConnection.data_received
-        worker = self.worker
-        self.bytes_in += len(data)
-        if self.last_time != worker.clock:
-            self.last_time = worker.clock
-            worker.registry.touch(self.fd, self.last_time, self.bytes_in, self.bytes_out)
-        parser = self.parser
-        if parser is None:
-            return
-        try:
-            requests = parser.feed(data)
-        except HttpError as exc:
-            self.refuse(exc)
-            return
-        if requests:
-            self.head_since = 0.0  # whole requests arrived: the header clock stops
-            queue = self.queue
-            self.out = out = []
-            self.out_size = 0
-            for request in requests:
-                if self.closed_by_server:  # an answer closed the connection: drop the rest
-                    break
-                if self.active is None and not queue:
-                    self._dispatch(request)
-                else:
-                    queue.append(request)
-            self.out = None
-            if out:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            if len(queue) > MAX_QUEUED:
-                self.transport.pause_reading()
-            worker.request_count += len(requests)
-            if worker.max_request and worker.request_count >= worker.max_request:
-                worker.recycle()
-        if parser.stopped:
-            if parser.error is not None:
-                self.refuse(parser.error)
-            elif parser.upgrade_data is not None:
-                self.upgrade()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.head_since = 0.0
         for request in self.queue:
-            _remove_uploads(request)
+            self._remove_uploads(request)
         self.queue.clear()
         active = self.active
         if active is not None and active.request is not None and active.state == ENDED:
-            _remove_uploads(active.request)
+            self._remove_uploads(active.request)
         if self.parser is not None:
             self.parser.discard()
         for waiter in (self._drain_waiter, self._closed_waiter):
@@ -229,8 +209,8 @@ class HttpConnection(StreamConnection):
                 )
             else:
                 task = runner.call(handler, (request, response), self._finish_later, (response,), "request")
-        except Exception:
-            self._handler_failed(response)
+        except Exception as exc:
+            self._handler_raised(response, exc)
             return
         if task is None and response.state != ENDED and not response.detached:
             response.end()
@@ -239,16 +219,21 @@ class HttpConnection(StreamConnection):
         """The rest of a handler that suspended, then the same ending as in ``_dispatch``."""
         try:
             await rest
-        except Exception:
-            self._handler_failed(response)
+        except Exception as exc:
+            self._handler_raised(response, exc)
             return
         if response.state != ENDED and not response.detached:
             response.end()
 
-    def _handler_failed(self, response: Response) -> None:
+    def _handler_raised(self, response: Response, exc: Exception) -> None:
         request = response.request
         assert request is not None
-        log.exception("request handler failed for %s %s", request.get_method(), request.url.decode("latin-1"))
+        log.error(
+            "request handler failed for %s %s",
+            request.get_method(),
+            request.url.decode("latin-1"),
+            exc_info=exc,
+        )
         self.fail(response)
 
     def fail(self, response: Response) -> None:
@@ -262,34 +247,6 @@ class HttpConnection(StreamConnection):
         elif response.state == STREAMING:
             response.state = ENDED
             self.transport.abort()
-
-    def finish_response(self, response: Response, payload: bytes) -> bool:
-        """Write the last bytes of ``response`` and give the connection to the next request."""
-        out = self.out
-        if out is not None and self.out_size < FLUSH_SIZE and not self.paused_writing:
-            # the common case, inlined: a response made while the received bytes are handled
-            ok = not self.transport.is_closing()
-            if ok:
-                size = len(payload)
-                self.bytes_out += size
-                self.out_size += size
-                out.append(payload)
-        else:
-            ok = self.write(payload)
-        request = response.request
-        if request is not None and request.files:
-            _remove_uploads(request)
-        if not response.keep_alive:
-            self.flush()
-            self.closed_by_server = True
-            self.transport.close()
-        if response is self.active:
-            self.active = None
-            if self.queue:
-                self._drain_queue()
-            else:
-                self.head_since = time.monotonic()
-        return ok
 
     def _drain_queue(self) -> None:
         """Serve queued pipelined requests until one suspends."""
@@ -413,6 +370,17 @@ class HttpConnection(StreamConnection):
                 transport.set_write_buffer_limits(high=self.options.buffer_output_size, low=0)
         self.finish_response(response, b"")
 
+    @staticmethod
+    def _remove_uploads(request: Request) -> None:
+        """Delete the temporary files of a request's uploads."""
+        files = request.files
+        if not files:
+            return
+        for info in files.values():
+            with contextlib.suppress(OSError):
+                os.unlink(info["tmp_name"])
+        request.files = None
+
     # -- PROCESS mode hand-over ---------------------------------------------------------------------------
     def release(self, target_worker: int = -1) -> None:
         """Hand an idle keep-alive connection to the next worker; one with a request in progress
@@ -466,11 +434,4 @@ class HttpConnection(StreamConnection):
             self.transport.close()
 
 
-def _remove_uploads(request: Request) -> None:
-    files = request.files
-    if not files:
-        return
-    for info in files.values():
-        with contextlib.suppress(OSError):
-            os.unlink(info["tmp_name"])
-    request.files = None
+bind_connection(HttpConnection, Response, runner)
