@@ -518,9 +518,14 @@ def on_task(server, task_id, src_worker_id, data):
     return True
 
 
+finished = []
+
+
 @server.on("finish")
 def on_finish(server, task_id, result):
-    if table.get("task", "hits") == TASKS * PER_PROCESS:  # task workers' writes, read by the worker
+    finished.append(task_id)
+    if len(finished) == TASKS:  # once: a second shutdown() would force the stop
+        assert table.get("task", "hits") == TASKS * PER_PROCESS  # task workers' writes, read here
         server.shutdown()
 
 
