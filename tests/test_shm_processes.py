@@ -216,10 +216,11 @@ def test_concurrent_readers_never_see_torn_rows_or_lose_a_present_key(children):
 
 def test_sigkill_at_any_point_never_leaves_the_table_locked(children):
     table = blob_table(32)
-    stop, torn, reads = Atomic(), AtomicLong(), AtomicLong()
+    stop, torn, reads, writing = Atomic(), AtomicLong(), AtomicLong(), Atomic()
 
     def writer():
         rnd = random.Random(os.getpid())
+        writing.add(1)
         while True:
             key = f"k{rnd.randrange(48)}"  # more keys than rows: full-table errors too
             op = rnd.random()
@@ -250,9 +251,12 @@ def test_sigkill_at_any_point_never_leaves_the_table_locked(children):
     reader_pid = fork(reader)
     children.append(reader_pid)
     rnd = random.Random(1)
-    for _ in range(60):
+    for cycle in range(60):
         writers = [fork(writer), fork(writer)]
         children.extend(writers)
+        deadline = time.monotonic() + 5
+        while writing.get() < 2 * (cycle + 1) and time.monotonic() < deadline:  # both are writing
+            time.sleep(0.0002)
         for pid in writers:
             time.sleep(rnd.uniform(0.001, 0.006))
             os.kill(pid, signal.SIGKILL)
