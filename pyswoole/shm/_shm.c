@@ -406,7 +406,7 @@ static int64_t row_insert_begin(TableObject *t, const table_key *key)
 {
     table_header *h = t->hdr;
     if (h->free_top == 0) {
-        PyErr_Format(TableFullError, "table is full (%u rows)", t->size);
+        PyErr_Format(TableFullError, "table is full (%u rows in use): delete rows or create a larger Table", t->size);
         return -1;
     }
     uint32_t ri = t->free_rows[h->free_top - 1];
