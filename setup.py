@@ -1,6 +1,7 @@
 """Build configuration for pyswoole's C extensions: shared-memory primitives, the HTTP request
-parser (llhttp, vendored in pyswoole/http/vendor/llhttp), the common case of HTTP responses, and
-one step of a coroutine without StopIteration (the coroutine runner)."""
+parser (llhttp, vendored in pyswoole/http/vendor/llhttp) and the fields of a parsed request, the
+per-read path of HTTP connections and the common case of their responses, and one step of a
+coroutine without StopIteration (the coroutine runner)."""
 
 from setuptools import Extension, setup
 
@@ -17,6 +18,11 @@ setup(
         Extension(
             "pyswoole.protocol._websocket",
             sources=["pyswoole/protocol/_websocket.c"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        ),
+        Extension(
+            "pyswoole.protocol._request",
+            sources=["pyswoole/protocol/_request.c"],
             extra_compile_args=["-O2", "-std=gnu11"],
         ),
         Extension(

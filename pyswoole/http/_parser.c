@@ -6,11 +6,12 @@
 #include <structmember.h>
 
 #include "llhttp.h"
+#include "../protocol/_request.h"
 
 static PyObject *HttpError;   /* pyswoole.protocol.http.HttpError */
-static PyObject *str_url, *str_headers, *str_method, *str_version, *str_keep_alive, *str_body;
-static PyObject *str_upgrade, *str_write, *str_close, *str_abort;
-static PyObject *version_10, *empty_bytes;
+static PyTypeObject *request_type; /* pyswoole.protocol._request.RequestCore */
+static PyObject *str_write, *str_close, *str_abort;
+static PyObject *version_10, *empty_bytes, *empty_tuple;
 static PyObject *method_names[64]; /* llhttp method -> bytes, made on first use */
 
 /* A growable byte buffer for a span that may arrive in pieces (URL, header name, header value). */
@@ -22,13 +23,12 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     llhttp_t parser;
-    PyObject *factory;
+    PyTypeObject *factory; /* a RequestCore subtype */
     PyObject *on_head;
     Py_ssize_t max_header_size;
     Py_ssize_t max_body_size;
     PyObject *messages;     /* list: requests completed during this feed */
-    PyObject *current;      /* the request being parsed, or NULL */
-    PyObject *headers;      /* its header list */
+    RequestCore *current;   /* the request being parsed, or NULL */
     PyObject *sink;         /* its body sink, or NULL */
     PyObject *chunks;       /* its body pieces (list), or NULL */
     PyObject *failure;      /* exception raised by a callback during this feed, or NULL */
@@ -95,16 +95,15 @@ static int check_head(Parser *self, const char *reason) {
 /* -- llhttp callbacks ------------------------------------------------------------------------- */
 static int on_message_begin(llhttp_t *p) {
     Parser *self = PARSER(p);
-    PyObject *request = PyObject_CallNoArgs(self->factory);
+    RequestCore *request = (RequestCore *)self->factory->tp_new(self->factory, empty_tuple, NULL);
     if (request == NULL) return fail_from_python(self);
     PyObject *headers = PyList_New(0);
-    if (headers == NULL || PyObject_SetAttr(request, str_headers, headers) < 0) {
-        Py_XDECREF(headers);
+    if (headers == NULL) {
         Py_DECREF(request);
         return fail_from_python(self);
     }
+    Py_SETREF(request->headers, headers);
     Py_XSETREF(self->current, request);
-    Py_XSETREF(self->headers, headers);
     self->head_size = 0;
     self->url.len = self->field.len = self->value.len = 0;
     return 0;
@@ -122,9 +121,8 @@ static int on_url_complete(llhttp_t *p) {
     if (url == NULL) return fail_from_python(self);
     self->head_size += (Py_ssize_t)self->url.len;
     self->url.len = 0;
-    int rc = PyObject_SetAttr(self->current, str_url, url);
-    Py_DECREF(url);
-    return rc < 0 ? fail_from_python(self) : 0;
+    Py_SETREF(self->current->url, url);
+    return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t length) {
@@ -151,7 +149,7 @@ static int on_header_value_complete(llhttp_t *p) {
     if (pair == NULL) return fail_from_python(self);
     self->head_size += (Py_ssize_t)(self->field.len + self->value.len);
     self->field.len = self->value.len = 0;
-    int rc = PyList_Append(self->headers, pair);
+    int rc = PyList_Append(self->current->headers, pair);
     Py_DECREF(pair);
     return rc < 0 ? fail_from_python(self) : 0;
 }
@@ -167,30 +165,23 @@ static PyObject *method_name(uint8_t method) {
 
 static int on_headers_complete(llhttp_t *p) {
     Parser *self = PARSER(p);
-    PyObject *request = self->current;
-    /* The request's class defaults are GET, 1.1 and keep-alive: set only what differs. */
+    RequestCore *request = self->current;
+    /* A new request says GET, 1.1 and keep-alive: set only what differs. */
     if (p->method != HTTP_GET) {
         PyObject *method = method_name(p->method);
-        if (method == NULL || PyObject_SetAttr(request, str_method, method) < 0) {
-            Py_XDECREF(method);
-            return fail_from_python(self);
-        }
-        Py_DECREF(method);
+        if (method == NULL) return fail_from_python(self);
+        Py_SETREF(request->method, method);
     }
     if (p->http_major != 1 || p->http_minor != 1) {
         PyObject *version = (p->http_major == 1 && p->http_minor == 0)
                                 ? Py_NewRef(version_10)
                                 : PyUnicode_FromFormat("%d.%d", p->http_major, p->http_minor);
-        if (version == NULL || PyObject_SetAttr(request, str_version, version) < 0) {
-            Py_XDECREF(version);
-            return fail_from_python(self);
-        }
-        Py_DECREF(version);
+        if (version == NULL) return fail_from_python(self);
+        Py_SETREF(request->version, version);
     }
-    if (!llhttp_should_keep_alive(p) && PyObject_SetAttr(request, str_keep_alive, Py_False) < 0)
-        return fail_from_python(self);
+    if (!llhttp_should_keep_alive(p)) Py_SETREF(request->keep_alive, Py_NewRef(Py_False));
     if (p->method != HTTP_GET && p->method != HTTP_HEAD && self->on_head != Py_None) {
-        PyObject *sink = PyObject_CallOneArg(self->on_head, request);
+        PyObject *sink = PyObject_CallOneArg(self->on_head, (PyObject *)request);
         if (sink == NULL) return fail_from_python(self);
         if (sink == Py_None) Py_DECREF(sink);
         else Py_XSETREF(self->sink, sink);
@@ -229,9 +220,8 @@ static int on_body(llhttp_t *p, const char *at, size_t length) {
 
 static int on_message_complete(llhttp_t *p) {
     Parser *self = PARSER(p);
-    PyObject *request = self->current;
+    RequestCore *request = self->current;
     self->current = NULL;
-    Py_CLEAR(self->headers);
     self->body_size = 0;
     int rc = 0;
     if (self->sink != NULL) {
@@ -247,10 +237,10 @@ static int on_message_complete(llhttp_t *p) {
         PyObject *body = PyList_GET_SIZE(chunks) == 1 ? Py_NewRef(PyList_GET_ITEM(chunks, 0))
                                                        : _PyBytes_Join(empty_bytes, chunks);
         Py_DECREF(chunks);
-        if (body == NULL || PyObject_SetAttr(request, str_body, body) < 0) rc = -1;
-        Py_XDECREF(body);
+        if (body == NULL) rc = -1;
+        else Py_SETREF(request->body, body);
     }
-    if (rc == 0) rc = PyList_Append(self->messages, request);
+    if (rc == 0) rc = PyList_Append(self->messages, (PyObject *)request);
     Py_DECREF(request);
     return rc < 0 ? fail_from_python(self) : 0;
 }
@@ -270,7 +260,6 @@ static void stop_with(Parser *self, PyObject *error) {
     Py_SETREF(self->error, error);
     self->stopped = 1;
     Py_CLEAR(self->current);
-    Py_CLEAR(self->headers);
     Py_CLEAR(self->chunks);
     discard_sink(self);
 }
@@ -282,7 +271,11 @@ static int Parser_init(Parser *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Onn|O", keywords, &factory, &max_header_size,
                                      &max_body_size, &on_head))
         return -1;
-    Py_XSETREF(self->factory, Py_NewRef(factory));
+    if (!PyType_Check(factory) || !PyType_IsSubtype((PyTypeObject *)factory, request_type)) {
+        PyErr_SetString(PyExc_TypeError, "the request factory must be a subclass of RawRequest");
+        return -1;
+    }
+    Py_XSETREF(self->factory, (PyTypeObject *)Py_NewRef(factory));
     Py_XSETREF(self->on_head, Py_NewRef(on_head));
     self->max_header_size = max_header_size;
     self->max_body_size = max_body_size;
@@ -326,9 +319,8 @@ static PyObject *Parser_feed(Parser *self, PyObject *data) {
         else Py_SETREF(self->upgrade_data, rest);
         self->stopped = 1;
         Py_ssize_t count = PyList_GET_SIZE(messages);
-        if (result != NULL && count > 0 &&
-            PyObject_SetAttr(PyList_GET_ITEM(messages, count - 1), str_upgrade, Py_True) < 0)
-            result = NULL;
+        if (result != NULL && count > 0)
+            Py_SETREF(((RequestCore *)PyList_GET_ITEM(messages, count - 1))->upgrade, Py_NewRef(Py_True));
     } else if (err != HPE_OK) {
         PyObject *failure = self->failure;
         self->failure = NULL;
@@ -343,12 +335,7 @@ static PyObject *Parser_feed(Parser *self, PyObject *data) {
         } else {
             Py_ssize_t count = PyList_GET_SIZE(messages);
             int keep_alive = 1;
-            if (count > 0) {
-                PyObject *flag = PyObject_GetAttr(PyList_GET_ITEM(messages, count - 1), str_keep_alive);
-                keep_alive = flag == NULL ? 1 : PyObject_IsTrue(flag);
-                Py_XDECREF(flag);
-                PyErr_Clear();
-            }
+            if (count > 0) keep_alive = ((RequestCore *)PyList_GET_ITEM(messages, count - 1))->keep_alive != Py_False;
             if (count > 0 && !keep_alive && self->current == NULL) {
                 self->closed = self->stopped = 1; /* more sent after a request that ends the connection */
                 error = NULL;
@@ -389,7 +376,6 @@ static int Parser_traverse(Parser *self, visitproc visit, void *arg) {
     Py_VISIT(self->factory);
     Py_VISIT(self->on_head);
     Py_VISIT(self->current);
-    Py_VISIT(self->headers);
     Py_VISIT(self->sink);
     Py_VISIT(self->chunks);
     Py_VISIT(self->failure);
@@ -402,7 +388,6 @@ static int Parser_clear(Parser *self) {
     Py_CLEAR(self->factory);
     Py_CLEAR(self->on_head);
     Py_CLEAR(self->current);
-    Py_CLEAR(self->headers);
     Py_CLEAR(self->sink);
     Py_CLEAR(self->chunks);
     Py_CLEAR(self->failure);
@@ -481,13 +466,8 @@ PyMODINIT_FUNC PyInit__parser(void) {
     HttpError = PyObject_GetAttrString(protocol, "HttpError");
     Py_DECREF(protocol);
     if (HttpError == NULL) return NULL;
-    INTERN(str_url, "url");
-    INTERN(str_headers, "headers");
-    INTERN(str_method, "method");
-    INTERN(str_version, "version");
-    INTERN(str_keep_alive, "keep_alive");
-    INTERN(str_body, "body");
-    INTERN(str_upgrade, "upgrade");
+    if ((request_type = import_request_core()) == NULL) return NULL;
+    if ((empty_tuple = PyTuple_New(0)) == NULL) return NULL;
     INTERN(str_write, "write");
     INTERN(str_close, "close");
     INTERN(str_abort, "abort");

@@ -8,14 +8,25 @@
 #include <structmember.h>
 #include <time.h>
 
+#include "../protocol/_request.h"
+
 enum { FRESH = 0, STREAMING = 1, ENDED = 2 };
+
+static PyTypeObject *request_type; /* pyswoole.protocol._request.RequestCore */
+
+/* ``request`` as a RequestCore, or NULL with TypeError. */
+static RequestCore *as_request(PyObject *request) {
+    if (PyObject_TypeCheck(request, request_type)) return (RequestCore *)request;
+    PyErr_Format(PyExc_TypeError, "expected a request, got %.100s", Py_TYPE(request)->tp_name);
+    return NULL;
+}
 
 static PyObject *canonical;    /* dict: header name as given -> canonical name (validated) */
 static PyObject *date_header;  /* DateHeader: its ``raw`` is the Server and Date lines */
 static PyObject *ok_line;      /* bytes: "HTTP/1.1 200 OK\r\n" */
 static PyObject *maybe_compress; /* pyswoole.http.compression.maybe_compress */
 static PyObject *str_connection, *str_content_type, *str_content_length, *str_transfer_encoding;
-static PyObject *str_keep_alive, *str_version, *str_method, *str_options, *str_compression;
+static PyObject *str_options, *str_compression;
 static PyObject *str_compression_min_length, *str_raw, *str_set_header, *str_end, *str_finish_response, *str_http11;
 
 typedef struct {
@@ -35,10 +46,9 @@ static int Core_init(ResponseCore *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_UnpackTuple(args, "Response", 2, 2, &conn, &request)) return -1;
     int keep_alive = 1;
     if (request != Py_None) {
-        PyObject *flag = PyObject_GetAttr(request, str_keep_alive);
-        if (flag == NULL) return -1;
-        keep_alive = PyObject_IsTrue(flag);
-        Py_DECREF(flag);
+        RequestCore *fields = as_request(request);
+        if (fields == NULL) return -1;
+        keep_alive = PyObject_IsTrue(fields->keep_alive);
         if (keep_alive < 0) return -1;
     }
     Py_XSETREF(self->conn, Py_NewRef(conn));
@@ -128,17 +138,12 @@ static int is_plain_ok(ResponseCore *self) {
         return 0;
     int found = PyDict_Contains(self->headers, str_content_type);
     if (found <= 0) return found;
-    PyObject *version = PyObject_GetAttr(self->request, str_version);
-    if (version == NULL) return -1;
-    int match = version == str_http11 || (PyUnicode_Check(version) && PyUnicode_Compare(version, str_http11) == 0);
-    Py_DECREF(version);
-    if (!match) return 0;
-    PyObject *method = PyObject_GetAttr(self->request, str_method);
-    if (method == NULL) return -1;
-    match = !(PyBytes_Check(method) && PyBytes_GET_SIZE(method) == 4 && memcmp(PyBytes_AS_STRING(method), "HEAD", 4) == 0);
-    Py_DECREF(method);
-    if (!match) return 0;
-    return 1;
+    RequestCore *request = as_request(self->request);
+    if (request == NULL) return -1;
+    PyObject *version = request->version, *method = request->method;
+    if (!(version == str_http11 || (PyUnicode_Check(version) && PyUnicode_Compare(version, str_http11) == 0)))
+        return 0;
+    return !(PyBytes_Check(method) && PyBytes_GET_SIZE(method) == 4 && memcmp(PyBytes_AS_STRING(method), "HEAD", 4) == 0);
 }
 
 /* With ``http_compression`` on and a body of at least its minimum length, ``maybe_compress``
@@ -357,8 +362,8 @@ static PyObject *str_plain_in_greenlet, *str_request, *str_finish_later, *str_ha
 static PyObject *str_feed, *str_refuse, *str_upgrade, *str_stopped, *str_error, *str_upgrade_data;
 static PyObject *str_dispatch, *str_write_method, *str_flush, *str_drain_queue, *str_remove_uploads;
 static PyObject *str_is_closing, *str_pause_reading, *str_close_method, *str_clock, *str_registry, *str_touch;
-static PyObject *str_request_count, *str_max_request, *str_recycle, *str_files, *str_conn, *str_fd;
-static PyObject *str_end_public, *str_append, *str_url, *http_error, *zero, *zero_float, *empty_bytes_object, *method_get, *method_head;
+static PyObject *str_request_count, *str_max_request, *str_recycle;
+static PyObject *str_end_public, *str_append, *http_error, *zero, *zero_float, *empty_bytes_object, *method_get, *method_head;
 
 #define FLUSH_SIZE (64 * 1024)
 #define MAX_QUEUED 64
@@ -537,17 +542,14 @@ static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyO
 }
 
 /* True when the static handler may want ``request`` (a GET or HEAD under one of its URL prefixes). */
-static int wants_static(PyObject *request, PyObject *prefixes) {
+static int wants_static(RequestCore *request, PyObject *prefixes) {
     if (PyTuple_GET_SIZE(prefixes) == 0) return 0;
-    PyObject *method = PyObject_GetAttr(request, str_method);
-    if (method == NULL) return -1;
+    PyObject *method = request->method;
     int match = method == method_get || method == method_head ||
                 PyObject_RichCompareBool(method, method_get, Py_EQ) == 1 ||
                 PyObject_RichCompareBool(method, method_head, Py_EQ) == 1;
-    Py_DECREF(method);
     if (!match) return 0;
-    PyObject *url = PyObject_GetAttr(request, str_url);
-    if (url == NULL) return -1;
+    PyObject *url = request->url;
     int found = 0;
     if (PyBytes_Check(url)) {
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes) && !found; i++) {
@@ -558,7 +560,6 @@ static int wants_static(PyObject *request, PyObject *prefixes) {
     } else {
         found = 1; /* not bytes: let the Python path decide */
     }
-    Py_DECREF(url);
     return found;
 }
 
@@ -573,15 +574,15 @@ static int dispatch(PyObject *self, PyObject *request) {
         if (greenlet == NULL && PyErr_Occurred()) return -1;
         if (greenlet != NULL && PyObject_IsTrue(greenlet)) return run_method1(self, str_dispatch, request);
     }
-    int wanted = PyTuple_Check(prefixes) ? wants_static(request, prefixes) : 1;
-    if (wanted < 0) return -1;
+    RequestCore *fields = as_request(request);
+    if (fields == NULL) return -1;
+    int wanted = PyTuple_Check(prefixes) ? wants_static(fields, prefixes) : 1;
     if (wanted) return run_method1(self, str_dispatch, request);
     PyObject *fd = get_field(self, F_FD);
-    if (fd == NULL || PyObject_SetAttr(request, str_conn, self) < 0 || PyObject_SetAttr(request, str_fd, fd) < 0)
-        return -1;
-    PyObject *flag = PyObject_GetAttr(request, str_keep_alive);
-    int keep_alive = flag == NULL ? -1 : PyObject_IsTrue(flag);
-    Py_XDECREF(flag);
+    if (fd == NULL) return -1;
+    Py_SETREF(fields->conn, Py_NewRef(self));
+    Py_SETREF(fields->fd, Py_NewRef(fd));
+    int keep_alive = PyObject_IsTrue(fields->keep_alive);
     if (keep_alive < 0) return -1;
     ResponseCore *response = (ResponseCore *)response_type->tp_alloc(response_type, 0);
     if (response == NULL) return -1;
@@ -750,9 +751,9 @@ static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_
     }
     PyObject *request = core->request;
     if (request != NULL && request != Py_None) {
-        PyObject *files = PyObject_GetAttr(request, str_files);
-        int has_files = files == NULL ? -1 : PyObject_IsTrue(files);
-        Py_XDECREF(files);
+        RequestCore *fields = as_request(request);
+        if (fields == NULL) return NULL;
+        int has_files = PyObject_IsTrue(fields->files);
         if (has_files < 0) return NULL;
         if (has_files && run_method1(self, str_remove_uploads, request) < 0) return NULL;
     }
@@ -850,9 +851,6 @@ PyMODINIT_FUNC PyInit__response(void) {
     INTERN(str_content_type, "Content-Type");
     INTERN(str_content_length, "Content-Length");
     INTERN(str_transfer_encoding, "Transfer-Encoding");
-    INTERN(str_keep_alive, "keep_alive");
-    INTERN(str_version, "version");
-    INTERN(str_method, "method");
     INTERN(str_options, "options");
     INTERN(str_compression, "compression");
     INTERN(str_compression_min_length, "compression_min_length");
@@ -890,12 +888,9 @@ PyMODINIT_FUNC PyInit__response(void) {
     INTERN(str_request_count, "request_count");
     INTERN(str_max_request, "max_request");
     INTERN(str_recycle, "recycle");
-    INTERN(str_files, "files");
-    INTERN(str_conn, "conn");
-    INTERN(str_fd, "fd");
     INTERN(str_end_public, "end");
     INTERN(str_append, "append");
-    INTERN(str_url, "url");
+    if ((request_type = import_request_core()) == NULL) return NULL;
     if ((zero = PyLong_FromLong(0)) == NULL || (zero_float = PyFloat_FromDouble(0.0)) == NULL ||
         (empty_bytes_object = PyBytes_FromStringAndSize(NULL, 0)) == NULL ||
         (method_get = PyBytes_FromString("GET")) == NULL || (method_head = PyBytes_FromString("HEAD")) == NULL)

@@ -32,12 +32,12 @@ def parse_cookie(header: str) -> dict[str, str]:
 class Request(RawRequest):
     """One HTTP request, complete with its body (uploads are already in ``upload_tmp_dir``)."""
 
-    # Defaults as class attributes, no __init__ (see RawRequest).
-    conn: HttpConnection | None = None
-    fd: int = 0
+    # Defaults as class attributes, no __init__ (see RawRequest; conn, fd and files are fields).
+    conn: HttpConnection | None
+    fd: int
+    files: dict[str, dict[str, Any]] | None
     _time: float = 0.0
     form: dict[str, str] | None = None
-    files: dict[str, dict[str, Any]] | None = None
     _header: dict[str, str] | None = None
     _server: dict[str, Any] | None = None
     _get: dict[str, str] | None = None

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from email.utils import formatdate
 from typing import Protocol
 
+from pyswoole.protocol._request import RequestCore
+
 #: Reason phrases by status code.
 REASONS: dict[int, str] = {s.value: s.phrase for s in http.HTTPStatus}
 REASONS.setdefault(418, "I'm a teapot")
@@ -42,20 +44,14 @@ class BodySink(Protocol):
         """The body will never be complete (bad input, client gone): discard what was kept."""
 
 
-class RawRequest:
+class RawRequest(RequestCore):
     """A parsed request: what the wire said, nothing derived yet.
 
-    The defaults are class attributes and there is no ``__init__``: the parser
-    (``pyswoole.http.parser``) sets only what differs from them.
+    Its fields live in ``RequestCore`` (C), which the parser (``pyswoole.http.parser``) fills in:
+    ``url``, ``headers`` (``(name, value)`` bytes pairs), ``method`` (``b"GET"``), ``version``
+    (``"1.1"``), ``keep_alive`` (True), ``upgrade`` (False), ``body`` (``b""``), and for the server
+    ``conn`` (None), ``fd`` (0) and ``files`` (None); a new request holds the defaults in brackets.
     """
-
-    url: bytes = b""
-    headers: list[tuple[bytes, bytes]] | tuple[()] = ()
-    method: bytes = b"GET"
-    version: str = "1.1"
-    keep_alive: bool = True
-    upgrade: bool = False
-    body: bytes = b""
 
     def header_value(self, lower_name: bytes) -> bytes | None:
         """The last value of a header (``lower_name`` in lower case), or None."""
