@@ -146,11 +146,17 @@ static int is_plain_ok(ResponseCore *self) {
     return !(PyBytes_Check(method) && PyBytes_GET_SIZE(method) == 4 && memcmp(PyBytes_AS_STRING(method), "HEAD", 4) == 0);
 }
 
+static int known_compression(PyObject *conn, Py_ssize_t *minimum);
+
 /* With ``http_compression`` on and a body of at least its minimum length, ``maybe_compress``
  * (Python) decides: *body is set to the body to send (compressed or not) and *extra to the header
  * lines to add. Return 1 when it was asked, 0 when compression is out of the question, -1 on error. */
 static int compress_body(ResponseCore *self, PyObject *data, Py_ssize_t body_len, PyObject **body,
                          PyObject **extra) {
+    Py_ssize_t minimum;
+    int known = known_compression(self->conn, &minimum);
+    if (known < 0) return -1;
+    if (known && (minimum < 0 || body_len < minimum)) return 0;
     PyObject *options = PyObject_GetAttr(self->conn, str_options);
     if (options == NULL) return -1;
     PyObject *enabled = PyObject_GetAttr(options, str_compression);
@@ -179,6 +185,22 @@ static int compress_body(ResponseCore *self, PyObject *data, Py_ssize_t body_len
     }
     Py_DECREF(options);
     return result;
+}
+
+/* "Content-Length: <size>\r\n\r\n" into ``out`` (48 bytes); its length. */
+static int content_length(char *out, Py_ssize_t size) {
+    static const char prefix[] = "Content-Length: ";
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + size % 10);
+        size /= 10;
+    } while (size > 0);
+    memcpy(out, prefix, sizeof prefix - 1);
+    int len = (int)sizeof prefix - 1;
+    while (n > 0) out[len++] = digits[--n];
+    memcpy(out + len, "\r\n\r\n", 4);
+    return len + 4;
 }
 
 /* end(data=b"") */
@@ -214,7 +236,7 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "DateHeader.raw must be bytes");
     }
     char length[48];
-    int length_len = snprintf(length, sizeof length, "Content-Length: %zd\r\n\r\n", body_len);
+    int length_len = content_length(length, body_len);
     Py_ssize_t size = date == NULL ? 0 : PyBytes_GET_SIZE(ok_line) + PyBytes_GET_SIZE(date) + extra_len + length_len + body_len;
     Py_ssize_t pos = 0;
     PyObject *name, *line;
@@ -346,14 +368,16 @@ static PyType_Spec Core_spec = {
 
 enum {
     F_WORKER, F_FD, F_BYTES_IN, F_BYTES_OUT, F_LAST_TIME, F_TRANSPORT, F_CLOSED_BY_SERVER, F_PAUSED_WRITING,
-    F_PARSER, F_ACTIVE, F_QUEUE, F_OUT, F_OUT_SIZE, F_HEAD_SINCE, F_ROUTE, F_COUNT
+    F_PARSER, F_ACTIVE, F_QUEUE, F_OUT, F_OUT_SIZE, F_HEAD_SINCE, F_ROUTE, F_COMPRESSION_MIN, F_COUNT
 };
 static const char *field_names[F_COUNT] = {
     "worker", "fd", "bytes_in", "bytes_out", "last_time", "transport", "closed_by_server", "paused_writing",
-    "parser", "active", "queue", "out", "out_size", "head_since", "route",
+    "parser", "active", "queue", "out", "out_size", "head_since", "route", "compression_min",
 };
 static Py_ssize_t field_offsets[F_COUNT];
 static PyTypeObject *connection_type; /* HttpConnection */
+static PyTypeObject *parser_type;     /* pyswoole.http._parser.Parser */
+static Py_ssize_t parser_stopped_offset; /* of its ``stopped`` flag (a char) */
 static PyTypeObject *response_type;   /* pyswoole.http.response.Response */
 static PyObject *runner_globals;      /* pyswoole.coroutine.runner.__dict__ */
 static PyObject *pending;             /* runner._PENDING */
@@ -384,6 +408,16 @@ static void set_field(PyObject *self, int which, PyObject *value) {
     PyObject *old = *slot;
     *slot = Py_NewRef(value);
     Py_XDECREF(old);
+}
+
+/* 1 and the connection's ``compression_min`` (-1: compression off) for an HttpConnection, 0 for
+ * another object, -1 on error. */
+static int known_compression(PyObject *conn, Py_ssize_t *minimum) {
+    if (connection_type == NULL || !PyObject_TypeCheck(conn, connection_type)) return 0;
+    PyObject *value = get_field(conn, F_COMPRESSION_MIN);
+    if (value == NULL) return -1;
+    *minimum = PyLong_AsSsize_t(value);
+    return *minimum == -1 && PyErr_Occurred() ? -1 : 1;
 }
 
 /* self.<which> += amount (Python ints) */
@@ -695,9 +729,14 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
     }
     Py_DECREF(requests);
     if (rc == 0) {
-        PyObject *stopped = PyObject_GetAttr(parser, str_stopped);
-        int is_stopped = stopped == NULL ? -1 : PyObject_IsTrue(stopped);
-        Py_XDECREF(stopped);
+        int is_stopped;
+        if (PyObject_TypeCheck(parser, parser_type)) {
+            is_stopped = *((char *)parser + parser_stopped_offset);
+        } else {
+            PyObject *stopped = PyObject_GetAttr(parser, str_stopped);
+            is_stopped = stopped == NULL ? -1 : PyObject_IsTrue(stopped);
+            Py_XDECREF(stopped);
+        }
         if (is_stopped < 0) rc = -1;
         else if (is_stopped) {
             PyObject *error = PyObject_GetAttr(parser, str_error);
@@ -801,10 +840,19 @@ static PyType_Spec Conn_spec = {
     .slots = Conn_slots,
 };
 
-/* bind_connection(connection_class, response_class, runner_module) */
+/* bind_connection(connection_class, response_class, parser_class, runner_module) */
 static PyObject *bind_connection(PyObject *module, PyObject *args) {
-    PyObject *cls, *response_cls, *runner;
-    if (!PyArg_ParseTuple(args, "O!O!O", &PyType_Type, &cls, &PyType_Type, &response_cls, &runner)) return NULL;
+    PyObject *cls, *response_cls, *parser_cls, *runner;
+    if (!PyArg_ParseTuple(args, "O!O!O!O", &PyType_Type, &cls, &PyType_Type, &response_cls, &PyType_Type, &parser_cls,
+                          &runner))
+        return NULL;
+    PyObject *stopped = PyObject_GetAttrString(parser_cls, "stopped");
+    if (stopped == NULL) return NULL;
+    int valid = Py_IS_TYPE(stopped, &PyMemberDescr_Type) && ((PyMemberDescrObject *)stopped)->d_member->type == T_BOOL;
+    if (valid) parser_stopped_offset = ((PyMemberDescrObject *)stopped)->d_member->offset;
+    Py_DECREF(stopped);
+    if (!valid) return PyErr_Format(PyExc_TypeError, "the parser's stopped must be a T_BOOL member");
+    Py_XSETREF(parser_type, (PyTypeObject *)Py_NewRef(parser_cls));
     for (int i = 0; i < F_COUNT; i++) {
         PyObject *descr = PyObject_GetAttrString(cls, field_names[i]);
         if (descr == NULL) return NULL;
@@ -834,7 +882,7 @@ static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(canonical_names, date_header, ok_line, maybe_compress): what the fast paths use."},
     {"bind_connection", bind_connection, METH_VARARGS,
-     "bind_connection(HttpConnection, Response, runner_module): the classes ConnectionCore serves."},
+     "bind_connection(HttpConnection, Response, Parser, runner_module): what ConnectionCore serves."},
     {NULL},
 };
 

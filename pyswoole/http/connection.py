@@ -20,6 +20,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from pyswoole.coroutine import runner
+from pyswoole.http._parser import Parser
 from pyswoole.http._response import ConnectionCore, bind_connection
 from pyswoole.http.parser import RequestParser
 from pyswoole.http.request import Request
@@ -90,6 +91,7 @@ class HttpConnection(ConnectionCore, StreamConnection):
         "_closed_waiter",
         "_drain_waiter",
         "active",
+        "compression_min",
         "draining",
         "head_since",
         "options",
@@ -122,6 +124,8 @@ class HttpConnection(ConnectionCore, StreamConnection):
         self._drain_waiter: asyncio.Future | None = None
         self._closed_waiter: asyncio.Future | None = None
         self.route = self._fast_route()
+        #: Bodies from this length on may be compressed; -1: compression is off.
+        self.compression_min = self.options.compression_min_length if self.options.compression else -1
 
     def _fast_route(self) -> tuple[Any, tuple[bytes, ...], bool] | None:
         """What ``ConnectionCore`` needs to dispatch requests itself: ``(handler, URL prefixes of
@@ -434,4 +438,4 @@ class HttpConnection(ConnectionCore, StreamConnection):
             self.transport.close()
 
 
-bind_connection(HttpConnection, Response, runner)
+bind_connection(HttpConnection, Response, Parser, runner)
