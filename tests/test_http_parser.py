@@ -77,6 +77,24 @@ def test_corpus_in_random_chunks_parses_identically(seed):
     assert parse(split_at(STREAM, cuts)) == EXPECTED
 
 
+def test_headers_read_while_the_body_arrives_still_get_the_trailers():
+    """Header lines stay bytes until asked for; asked for at the head (as the server's body checks
+    do), the trailers that follow the body are added to the same list."""
+    seen = []
+
+    def on_head(request):
+        seen.append(list(request.headers))
+
+    parser = RequestParser(on_head=on_head)
+    (request,) = parser.feed(CORPUS[3])
+    assert seen == [[(b"Host", b"a"), (b"Transfer-Encoding", b"chunked")]]
+    assert request.headers == [(b"Host", b"a"), (b"Transfer-Encoding", b"chunked"), (b"Trailer", b"x")]
+    (untouched,) = RequestParser().feed(CORPUS[3])
+    assert untouched.headers == request.headers
+    untouched.headers = [(b"X", b"1")]  # the application may replace them
+    assert untouched.headers == [(b"X", b"1")]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=40))
 def test_corpus_any_split_parses_identically(cuts):

@@ -97,12 +97,6 @@ static int on_message_begin(llhttp_t *p) {
     Parser *self = PARSER(p);
     RequestCore *request = (RequestCore *)self->factory->tp_new(self->factory, empty_tuple, NULL);
     if (request == NULL) return fail_from_python(self);
-    PyObject *headers = PyList_New(0);
-    if (headers == NULL) {
-        Py_DECREF(request);
-        return fail_from_python(self);
-    }
-    Py_SETREF(request->headers, headers);
     Py_XSETREF(self->current, request);
     self->head_size = 0;
     self->url.len = self->field.len = self->value.len = 0;
@@ -141,17 +135,22 @@ static int on_header_value_complete(llhttp_t *p) {
     Parser *self = PARSER(p);
     self->head_size += 4; /* ": " and CRLF */
     if (check_head(self, "header section too large")) return -1;
-    PyObject *name = PyBytes_FromStringAndSize(self->field.data, (Py_ssize_t)self->field.len);
-    PyObject *value = PyBytes_FromStringAndSize(self->value.data, (Py_ssize_t)self->value.len);
-    PyObject *pair = name == NULL || value == NULL ? NULL : PyTuple_Pack(2, name, value);
-    Py_XDECREF(name);
-    Py_XDECREF(value);
-    if (pair == NULL) return fail_from_python(self);
+    RequestCore *request = self->current;
+    int rc;
+    if (request->headers == NULL) { /* kept as bytes until asked for */
+        rc = request_add_header(request, self->field.data, self->field.len, self->value.data, self->value.len);
+    } else { /* a trailer after the headers were made objects (read while the body arrived) */
+        PyObject *pair = Py_BuildValue("(y#y#)", self->field.data, (Py_ssize_t)self->field.len, self->value.data,
+                                       (Py_ssize_t)self->value.len);
+        rc = pair == NULL || !PyList_Check(request->headers) ? -1 : PyList_Append(request->headers, pair);
+        if (pair != NULL && !PyList_Check(request->headers))
+            PyErr_SetString(PyExc_TypeError, "request headers must be a list");
+        Py_XDECREF(pair);
+    }
+    if (rc < 0) return fail_from_python(self);
     self->head_size += (Py_ssize_t)(self->field.len + self->value.len);
     self->field.len = self->value.len = 0;
-    int rc = PyList_Append(self->current->headers, pair);
-    Py_DECREF(pair);
-    return rc < 0 ? fail_from_python(self) : 0;
+    return 0;
 }
 
 static PyObject *method_name(uint8_t method) {

@@ -27,7 +27,7 @@ static PyObject *ok_line;      /* bytes: "HTTP/1.1 200 OK\r\n" */
 static PyObject *maybe_compress; /* pyswoole.http.compression.maybe_compress */
 static PyObject *str_connection, *str_content_type, *str_content_length, *str_transfer_encoding;
 static PyObject *str_options, *str_compression;
-static PyObject *str_compression_min_length, *str_raw, *str_set_header, *str_end, *str_finish_response, *str_http11;
+static PyObject *str_compression_min_length, *str_set_header, *str_end, *str_finish_response, *str_http11;
 
 typedef struct {
     PyObject_HEAD
@@ -147,6 +147,17 @@ static int is_plain_ok(ResponseCore *self) {
 }
 
 static int known_compression(PyObject *conn, Py_ssize_t *minimum);
+static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
+static PyTypeObject *connection_type; /* HttpConnection */
+static PyObject *finish_response_method; /* ConnectionCore.finish_response */
+static Py_ssize_t date_raw_offset; /* of DateHeader's ``raw`` slot */
+
+/* The Server and Date lines (a new reference). */
+static PyObject *date_raw(void) {
+    PyObject *raw = *(PyObject **)((char *)date_header + date_raw_offset);
+    if (raw == NULL) PyErr_SetString(PyExc_AttributeError, "DateHeader.raw is not set");
+    return Py_XNewRef(raw);
+}
 
 /* With ``http_compression`` on and a body of at least its minimum length, ``maybe_compress``
  * (Python) decides: *body is set to the body to send (compressed or not) and *extra to the header
@@ -230,7 +241,7 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
         body_len = PyBytes_GET_SIZE(encoded);
         extra_text = PyUnicode_AsUTF8AndSize(extra, &extra_len);
     }
-    PyObject *date = extra_text == NULL ? NULL : PyObject_GetAttr(date_header, str_raw);
+    PyObject *date = extra_text == NULL ? NULL : date_raw();
     if (date != NULL && !PyBytes_Check(date)) {
         Py_CLEAR(date);
         PyErr_SetString(PyExc_TypeError, "DateHeader.raw must be bytes");
@@ -278,7 +289,12 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
     Py_XDECREF(extra);
     self->state = ENDED;
     PyObject *call_args[3] = {self->conn, (PyObject *)self, payload};
-    PyObject *result = PyObject_VectorcallMethod(str_finish_response, call_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *result;
+    if (connection_type != NULL && PyObject_TypeCheck(self->conn, connection_type) &&
+        _PyType_Lookup(Py_TYPE(self->conn), str_finish_response) == finish_response_method)
+        result = Conn_finish_response(self->conn, call_args + 1, 2); /* not overridden: no method call */
+    else
+        result = PyObject_VectorcallMethod(str_finish_response, call_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(payload);
     return result;
 }
@@ -312,6 +328,12 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     PyObject *names, *date, *line, *compress;
     if (!PyArg_ParseTuple(args, "O!OO!O", &PyDict_Type, &names, &date, &PyBytes_Type, &line, &compress))
         return NULL;
+    PyObject *raw = PyObject_GetAttrString((PyObject *)Py_TYPE(date), "raw");
+    if (raw == NULL) return NULL;
+    int valid = Py_IS_TYPE(raw, &PyMemberDescr_Type) && ((PyMemberDescrObject *)raw)->d_member->type == T_OBJECT_EX;
+    if (valid) date_raw_offset = ((PyMemberDescrObject *)raw)->d_member->offset;
+    Py_DECREF(raw);
+    if (!valid) return PyErr_Format(PyExc_TypeError, "the date header's raw must be a __slots__ field");
     Py_XSETREF(maybe_compress, Py_NewRef(compress));
     Py_XSETREF(canonical, Py_NewRef(names));
     Py_XSETREF(date_header, Py_NewRef(date));
@@ -375,7 +397,6 @@ static const char *field_names[F_COUNT] = {
     "parser", "active", "queue", "out", "out_size", "head_since", "route", "compression_min",
 };
 static Py_ssize_t field_offsets[F_COUNT];
-static PyTypeObject *connection_type; /* HttpConnection */
 static PyTypeObject *parser_type;     /* pyswoole.http._parser.Parser */
 static Py_ssize_t parser_stopped_offset; /* of its ``stopped`` flag (a char) */
 static PyTypeObject *response_type;   /* pyswoole.http.response.Response */
@@ -902,7 +923,6 @@ PyMODINIT_FUNC PyInit__response(void) {
     INTERN(str_options, "options");
     INTERN(str_compression, "compression");
     INTERN(str_compression_min_length, "compression_min_length");
-    INTERN(str_raw, "raw");
     INTERN(str_set_header, "_set_header");
     INTERN(str_end, "_end");
     INTERN(str_finish_response, "finish_response");
@@ -957,6 +977,8 @@ PyMODINIT_FUNC PyInit__response(void) {
         return NULL;
     }
     PyObject *conn_type = PyType_FromSpec(&Conn_spec);
+    if (conn_type != NULL && (finish_response_method = PyObject_GetAttrString(conn_type, "finish_response")) == NULL)
+        Py_CLEAR(conn_type);
     if (conn_type == NULL || PyModule_AddObject(m, "ConnectionCore", conn_type) < 0) {
         Py_XDECREF(conn_type);
         Py_DECREF(m);

@@ -13,7 +13,6 @@ static PyObject *Request_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     RequestCore *self = (RequestCore *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     self->url = Py_NewRef(empty_bytes);
-    self->headers = PyTuple_New(0);
     self->method = Py_NewRef(get_method);
     self->version = Py_NewRef(version_11);
     self->keep_alive = Py_NewRef(Py_True);
@@ -22,11 +21,46 @@ static PyObject *Request_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     self->conn = Py_NewRef(Py_None);
     self->fd = Py_NewRef(zero);
     self->files = Py_NewRef(Py_None);
-    if (self->headers == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
     return (PyObject *)self;
+}
+
+/* ``headers``: made from the kept header lines on first use. */
+static PyObject *Request_get_headers(RequestCore *self, void *closure) {
+    if (self->headers != NULL) return Py_NewRef(self->headers);
+    PyObject *headers = PyList_New(0);
+    if (headers == NULL) return NULL;
+    Py_ssize_t pos = 0;
+    while (pos < self->raw_len) {
+        uint32_t lengths[2];
+        memcpy(lengths, self->raw + pos, sizeof lengths);
+        const char *name = self->raw + pos + sizeof lengths;
+        PyObject *pair = Py_BuildValue("(y#y#)", name, (Py_ssize_t)lengths[0], name + lengths[0],
+                                       (Py_ssize_t)lengths[1]);
+        if (pair == NULL || PyList_Append(headers, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(headers);
+            return NULL;
+        }
+        Py_DECREF(pair);
+        pos += (Py_ssize_t)(sizeof lengths + lengths[0] + lengths[1]);
+    }
+    PyMem_Free(self->raw);
+    self->raw = NULL;
+    self->raw_len = self->raw_cap = 0;
+    self->headers = headers;
+    return Py_NewRef(headers);
+}
+
+static int Request_set_headers(RequestCore *self, PyObject *value, void *closure) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "headers cannot be deleted");
+        return -1;
+    }
+    Py_XSETREF(self->headers, Py_NewRef(value));
+    PyMem_Free(self->raw);
+    self->raw = NULL;
+    self->raw_len = self->raw_cap = 0;
+    return 0;
 }
 
 static int Request_traverse(RequestCore *self, visitproc visit, void *arg) {
@@ -62,6 +96,7 @@ static void Request_dealloc(RequestCore *self) {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Request_clear(self);
+    PyMem_Free(self->raw);
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }
@@ -69,7 +104,6 @@ static void Request_dealloc(RequestCore *self) {
 #define FIELD(name, doc) {#name, T_OBJECT_EX, offsetof(RequestCore, name), 0, doc}
 static PyMemberDef Request_members[] = {
     FIELD(url, "The request target as sent (bytes)."),
-    FIELD(headers, "The header (and trailer) lines: (name, value) bytes pairs."),
     FIELD(method, "The method (bytes)."),
     FIELD(version, "The HTTP version: \"1.1\" or \"1.0\"."),
     FIELD(keep_alive, "False when the connection closes after this request."),
@@ -81,7 +115,14 @@ static PyMemberDef Request_members[] = {
     {NULL},
 };
 
+static PyGetSetDef Request_getset[] = {
+    {"headers", (getter)Request_get_headers, (setter)Request_set_headers,
+     "The header (and trailer) lines: a list of (name, value) bytes pairs, made on first use.", NULL},
+    {NULL},
+};
+
 static PyType_Slot Request_slots[] = {
+    {Py_tp_getset, Request_getset},
     {Py_tp_new, Request_new},
     {Py_tp_dealloc, Request_dealloc},
     {Py_tp_traverse, Request_traverse},
