@@ -46,5 +46,10 @@ setup(
             sources=["pyswoole/http/_response.c"],
             extra_compile_args=["-O2", "-std=gnu11"],
         ),
+        Extension(
+            "pyswoole.asgi._cycle",
+            sources=["pyswoole/asgi/_cycle.c"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        ),
     ]
 )

@@ -14,7 +14,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
+from pyswoole.asgi._cycle import CycleCore, http_scope
+from pyswoole.asgi._cycle import configure as _configure
 from pyswoole.coroutine import current_task, runner
+from pyswoole.coroutine._step import FINISHED
+from pyswoole.coroutine._step import step as _step
 from pyswoole.http.connection import HttpConnection
 from pyswoole.http.request import Request
 from pyswoole.http.response import DATE, ENDED, FRESH, STREAMING, Response
@@ -49,21 +53,15 @@ def _status_line(code: int) -> bytes:
     return line if line is not None else f"HTTP/1.1 {code} {REASONS.get(code, 'Unknown')}\r\n".encode()
 
 
-class HttpCycle:
-    """One request/response exchange: the ``receive`` and ``send`` of an ``http`` scope."""
+class HttpCycle(CycleCore):
+    """One request/response exchange: the ``receive`` and ``send`` of an ``http`` scope.
 
-    __slots__ = ("body_sent", "bodyless", "chunked", "conn", "head", "request", "response")
+    ``HttpCycle(conn, request, response)``; its fields (``conn``, ``request``, ``response``,
+    ``head``, ``chunked``, ``bodyless``, ``body_sent``) are ``CycleCore``'s (C), whose
+    ``asgi_send``/``asgi_receive`` handle the usual messages at once and call ``send``/``receive``
+    here, the reference, for the others."""
 
-    def __init__(self, conn: HttpConnection, request: Request, response: Response):
-        self.conn = conn
-        self.request = request
-        self.response = response
-        #: Status line and header lines of ``http.response.start``, without the blank line.
-        self.head: bytes | None = None
-        self.chunked = False
-        #: A response to HEAD, or a 204/304: the head alone is sent.
-        self.bodyless = False
-        self.body_sent = False
+    __slots__ = ()
 
     async def receive(self) -> Message:
         if not self.body_sent:
@@ -215,40 +213,6 @@ def _server_address(conn: HttpConnection) -> tuple[str, int] | None:
     return address
 
 
-def http_scope(request: Request, state: dict[str, Any] | None) -> Scope:
-    conn = request.conn
-    assert conn is not None
-    url = request.url
-    cut = url.find(b"?")
-    if cut < 0:
-        raw_path = url
-        query = b""
-    else:
-        raw_path = url[:cut]
-        query = url[cut + 1 :]
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = unquote(path)
-    method = request.method
-    scope: Scope = {
-        "type": "http",
-        "asgi": ASGI_VERSION,
-        "http_version": request.version,
-        "server": _port_addresses.get(conn.port) or _server_address(conn),
-        "client": conn.remote,
-        "scheme": "https" if conn.tls else "http",
-        "method": _METHODS.get(method) or method.decode("ascii"),
-        "root_path": "",
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": query,
-        "headers": [(name.lower(), value) for name, value in request.headers],
-    }
-    if state is not None:
-        scope["state"] = state.copy()
-    return scope
-
-
 _IDLE: Any = object()
 #: While an application takes its first step in place: the ``_pending_parent`` of that step in
 #: the runner (tells it from coroutines it starts itself); ``_IDLE`` otherwise.
@@ -319,6 +283,36 @@ def _unfinished(cycle: HttpCycle) -> None:
 
 
 current_task.promote = _promote
+_configure(
+    response_class=Response,
+    header_cache=_HEADER_LINES,
+    header_cache_size=_HEADER_CACHE_SIZE,
+    header_lines=_header_lines,
+    status_lines=_STATUS_LINES,
+    status_line=_status_line,
+    date_header=DATE,
+    scope_template=dict.fromkeys(
+        (
+            "type",
+            "asgi",
+            "http_version",
+            "server",
+            "client",
+            "scheme",
+            "method",
+            "root_path",
+            "path",
+            "raw_path",
+            "query_string",
+            "headers",
+        )
+    )
+    | {"type": "http", "asgi": ASGI_VERSION, "root_path": ""},
+    methods=_METHODS,
+    port_addresses=_port_addresses,
+    server_address=_server_address,
+    unquote=unquote,
+)
 
 
 class ASGIHandler:
@@ -350,7 +344,7 @@ class ASGIHandler:
         conn = request.conn
         assert conn is not None
         cycle = HttpCycle(conn, request, response)
-        app = self.app(http_scope(request, self.state), cycle.receive, cycle.send)
+        app = self.app(http_scope(request, self.state), cycle.asgi_receive, cycle.asgi_send)
         if runner._current is not runner._PENDING:  # in a Task already
             await _run(app, cycle)
             return
@@ -361,9 +355,9 @@ class ASGIHandler:
         _step_parent = runner._pending_parent
         _step_box = None
         try:
-            yielded = app.send(None)
-        except StopIteration:
-            app = None  # answered in place (the common case)
+            yielded = _step(app)
+            if yielded is FINISHED:
+                app = None  # answered in place (the common case)
         except Exception:
             app = None
             _failed(cycle)
