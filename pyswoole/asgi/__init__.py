@@ -14,12 +14,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
-from pyswoole.asgi._cycle import CycleCore, http_scope
+from pyswoole.asgi._cycle import CycleCore, Entry, http_scope
 from pyswoole.asgi._cycle import configure as _configure
 from pyswoole.coroutine import current_task, runner
 from pyswoole.coroutine._step import FINISHED
 from pyswoole.coroutine._step import step as _step
-from pyswoole.http.connection import HttpConnection
 from pyswoole.http.request import Request
 from pyswoole.http.response import DATE, ENDED, FRESH, STREAMING, Response
 from pyswoole.http.server import Server
@@ -199,18 +198,9 @@ def _header_lines(headers: Any) -> tuple[bytes, bool, bool]:
 
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 _WILDCARD_HOSTS = frozenset(("", "0.0.0.0", "::"))
-#: The local address of the connections to a port bound to one address (all share it), by port.
+#: The local address of the connections to a port bound to one address (all share it), by port
+#: (see scope_server in _cycle.c).
 _port_addresses: dict[Any, tuple[str, int]] = {}
-
-
-def _server_address(conn: HttpConnection) -> tuple[str, int] | None:
-    sockname = conn.transport.get_extra_info("sockname")
-    if not isinstance(sockname, tuple):  # a Unix socket
-        return None
-    address = sockname[:2]
-    if conn.port.host not in _WILDCARD_HOSTS:
-        _port_addresses[conn.port] = address
-    return address
 
 
 _IDLE: Any = object()
@@ -249,18 +239,30 @@ async def _run(app: Awaitable[None], cycle: HttpCycle) -> None:
     """Await (the rest of) the application of one request, then check its answer."""
     try:
         await app
-    except Exception:
-        _failed(cycle)
+    except Exception as exc:
+        _failed(cycle, exc)
         return
     if cycle.response.state != ENDED:
         _unfinished(cycle)
 
 
-def _failed(cycle: HttpCycle) -> None:
+async def _carry_on(rest: Awaitable[None], cycle: HttpCycle, box: tuple[asyncio.Task, list] | None) -> None:
+    """The rest of an application that suspended in its first step in place (``rest``: see
+    ``runner._continue``), in the request's Task, or in the Task it was given (``box``)."""
+    if box is None:
+        await _run(rest, cycle)
+    else:
+        box[1].append((rest, cycle))
+        await box[0]
+
+
+def _failed(cycle: HttpCycle, exc: Exception) -> None:
     """The application raised: 500 if nothing was sent yet, else cut the connection."""
     request = cycle.request
     response = cycle.response
-    log.exception("ASGI application failed for %s %s", request.get_method(), request.url.decode("latin-1"))
+    log.error(
+        "ASGI application failed for %s %s", request.get_method(), request.url.decode("latin-1"), exc_info=exc
+    )
     if response.state == FRESH:
         cycle.head = None
         response.keep_alive = False
@@ -310,8 +312,11 @@ _configure(
     | {"type": "http", "asgi": ASGI_VERSION, "root_path": ""},
     methods=_METHODS,
     port_addresses=_port_addresses,
-    server_address=_server_address,
+    wildcard_hosts=_WILDCARD_HOSTS,
     unquote=unquote,
+    cycle_class=HttpCycle,
+    module_globals=globals(),
+    runner_globals=vars(runner),
 )
 
 
@@ -358,9 +363,9 @@ class ASGIHandler:
             yielded = _step(app)
             if yielded is FINISHED:
                 app = None  # answered in place (the common case)
-        except Exception:
+        except Exception as exc:
             app = None
-            _failed(cycle)
+            _failed(cycle, exc)
         finally:
             box = _step_box
             _step_parent = outer_parent
@@ -373,11 +378,7 @@ class ASGIHandler:
             return
         rest = runner._continue(app, yielded)
         rest.send(None)  # parked: its next step yields what the application waits for
-        if box is None:
-            await _run(rest, cycle)
-        else:
-            box[1].append((rest, cycle))
-            await box[0]
+        await _carry_on(rest, cycle, box)
 
     async def startup(self, server: Server, worker_id: int) -> None:
         if self.lifespan_mode == "off" or getattr(
@@ -458,8 +459,8 @@ def attach(server: Server, app: ASGIApp, lifespan: str = "auto", task: bool = Fa
         from pyswoole.asgi.websocket import attach_websocket
 
         attach_websocket(server, handler)
-    # the bound method when eager: one call less per request than the instance's __call__
-    server.on("request", handler.__call__ if handler.eager else handler)
+    # when eager, the C entry: it runs __call__'s common case without a coroutine of its own
+    server.on("request", Entry(handler, ASGIHandler.__call__.__code__) if handler.eager else handler)
     server.on("worker_start", handler.startup)
     # worker_exit, not worker_stop: the worker drains every task before worker_stop, and the
     # lifespan task lives until it is told to shut down.

@@ -28,14 +28,14 @@ static PyObject *date_header;                       /* DATE: its ``raw`` is the 
 static PyObject *scope_template;                    /* dict: every key of an http scope */
 static PyObject *methods;                           /* dict: bytes -> str */
 static PyObject *port_addresses;                    /* dict: port -> server address */
-static PyObject *server_address;                    /* _server_address(conn) */
+static PyObject *wildcard_hosts;                    /* hosts that bind every address */
 static PyObject *unquote;                           /* urllib.parse.unquote */
 
 static PyObject *str_type, *str_status, *str_headers, *str_body, *str_more_body, *str_raw, *str_send, *str_receive;
 static PyObject *str_finish_response, *str_start, *str_response_body, *str_http_request, *str_http11;
 static PyObject *str_port, *str_remote, *str_tls, *str_http, *str_https, *str_copy;
 static PyObject *str_http_version, *str_server, *str_client, *str_scheme, *str_method, *str_path, *str_raw_path;
-static PyObject *str_query_string, *str_state;
+static PyObject *str_query_string, *str_state, *str_transport, *str_sockname, *str_get_extra_info, *str_host;
 static PyObject *empty_bytes, *crlf, *close_line, *keep_alive_line;
 
 static inline int *response_int(PyObject *response, Py_ssize_t offset) {
@@ -479,15 +479,37 @@ static PyObject *scope_headers_raw(RequestCore *request) {
     return out;
 }
 
-/* The server address of the connection (borrowed from the cache, or new): see _server_address. */
+/* The server address of the connection (see _server_address): cached by port when the port is
+ * bound to one address. A new reference. */
 static PyObject *scope_server(PyObject *conn) {
     PyObject *port = PyObject_GetAttr(conn, str_port);
     if (port == NULL) return NULL;
     PyObject *address = PyDict_GetItemWithError(port_addresses, port);
+    if (address != NULL && PyObject_IsTrue(address)) {
+        Py_DECREF(port);
+        return Py_NewRef(address);
+    }
+    PyObject *transport = PyErr_Occurred() ? NULL : PyObject_GetAttr(conn, str_transport);
+    PyObject *args[2] = {transport, str_sockname};
+    PyObject *sockname = transport == NULL ? NULL : PyObject_VectorcallMethod(str_get_extra_info, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_XDECREF(transport);
+    if (sockname == NULL || !PyTuple_Check(sockname)) { /* a Unix socket */
+        Py_DECREF(port);
+        if (sockname == NULL) return NULL;
+        Py_DECREF(sockname);
+        Py_RETURN_NONE;
+    }
+    if (PyTuple_CheckExact(sockname) && PyTuple_GET_SIZE(sockname) == 2) address = sockname;
+    else {
+        address = PyTuple_GetSlice(sockname, 0, 2);
+        Py_DECREF(sockname);
+    }
+    PyObject *host = address == NULL ? NULL : PyObject_GetAttr(port, str_host);
+    int wildcard = host == NULL ? -1 : PySequence_Contains(wildcard_hosts, host);
+    Py_XDECREF(host);
+    if (wildcard < 0 || (!wildcard && PyDict_SetItem(port_addresses, port, address) < 0)) Py_CLEAR(address);
     Py_DECREF(port);
-    if (address != NULL && PyObject_IsTrue(address)) return Py_NewRef(address);
-    if (PyErr_Occurred()) return NULL;
-    return PyObject_CallOneArg(server_address, conn);
+    return address;
 }
 
 static int set_new(PyObject *scope, PyObject *key, PyObject *value) {
@@ -497,22 +519,9 @@ static int set_new(PyObject *scope, PyObject *key, PyObject *value) {
     return rc;
 }
 
-/* http_scope(request, state) */
-static PyObject *http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "http_scope(request, state)");
-        return NULL;
-    }
-    if (scope_template == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "pyswoole.asgi._cycle is not configured");
-        return NULL;
-    }
-    if (!PyObject_TypeCheck(args[0], request_type)) {
-        PyErr_Format(PyExc_TypeError, "expected a request, got %.100s", Py_TYPE(args[0])->tp_name);
-        return NULL;
-    }
-    RequestCore *request = (RequestCore *)args[0];
-    PyObject *state = args[1], *conn = request->conn, *url = request->url, *method = request->method;
+/* The scope of ``request`` (whose conn is set) and a copy of ``state`` (or None). */
+static PyObject *build_scope(RequestCore *request, PyObject *state) {
+    PyObject *conn = request->conn, *url = request->url, *method = request->method;
     if (conn == Py_None || !PyBytes_CheckExact(url) || !PyBytes_Check(method)) {
         PyErr_SetString(PyExc_TypeError, "the request has no connection, or its url or method is not bytes");
         return NULL;
@@ -561,6 +570,268 @@ static PyObject *http_scope(PyObject *module, PyObject *const *args, Py_ssize_t 
     return scope;
 }
 
+/* http_scope(request, state) */
+static PyObject *http_scope(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "http_scope(request, state)");
+        return NULL;
+    }
+    if (scope_template == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "pyswoole.asgi._cycle is not configured");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], request_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a request, got %.100s", Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    return build_scope((RequestCore *)args[0], args[1]);
+}
+
+
+/* -- Entry: the ``request`` callback of an ASGI application ------------------------------------ */
+
+static PyTypeObject *cycle_class;  /* pyswoole.asgi.HttpCycle */
+static PyTypeObject *cycle_core_type; /* CycleCore */
+static PyObject *asgi_globals;     /* pyswoole.asgi.__dict__ */
+static PyObject *runner_globals;   /* pyswoole.coroutine.runner.__dict__ */
+static PyObject *str_ready, *str_app, *str_call, *str_current, *str_pending, *str_pending_parent, *str_continue;
+static PyObject *str_step_parent, *str_step_box, *str_failed, *str_unfinished, *str_carry_on, *str_append;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *handler; /* the ASGIHandler */
+    PyObject *app;
+    PyObject *code;    /* the code of ASGIHandler.__call__ */
+    vectorcallfunc vectorcall;
+} Entry;
+
+/* A borrowed global of ``globals``; NULL with an exception when missing. */
+static PyObject *global(PyObject *globals, PyObject *name) {
+    PyObject *value = PyDict_GetItemWithError(globals, name);
+    if (value == NULL && !PyErr_Occurred()) PyErr_Format(PyExc_RuntimeError, "%U is missing", name);
+    return value;
+}
+
+/* pyswoole.asgi.<name>(args...) for its effect. */
+static int call_helper(PyObject *name, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *fn = global(asgi_globals, name);
+    PyObject *result = fn == NULL ? NULL : PyObject_Vectorcall(fn, args, nargs, NULL);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* The application returned or raised (an Exception, given) in its first step: the ends of
+ * ASGIHandler.__call__ for that case. */
+static int first_step_ended(CycleCore *cycle, PyObject *box, PyObject *exc) {
+    PyObject *args[2] = {(PyObject *)cycle, exc};
+    if (exc != NULL && call_helper(str_failed, args, 2) < 0) return -1;
+    if (*response_int(cycle->response, state_offset) != ENDED && call_helper(str_unfinished, args, 1) < 0) return -1;
+    if (box != Py_None) {
+        PyObject *handoff = PyTuple_Check(box) && PyTuple_GET_SIZE(box) == 2 ? PyTuple_GET_ITEM(box, 1) : NULL;
+        PyObject *result = handoff == NULL ? NULL : PyObject_CallMethodOneArg(handoff, str_append, Py_None);
+        if (result == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "_step_box must be (task, list)");
+            return -1;
+        }
+        Py_DECREF(result);
+    }
+    return 0;
+}
+
+/* Run the first step of ``app`` in place, as ASGIHandler.__call__ does: None when it is over, or
+ * the coroutine (``_carry_on``) that awaits the rest. */
+static PyObject *first_step(CycleCore *cycle, PyObject *app) {
+    PyObject *outer_parent = global(asgi_globals, str_step_parent);
+    PyObject *outer_box = outer_parent == NULL ? NULL : global(asgi_globals, str_step_box);
+    PyObject *parent = outer_box == NULL ? NULL : global(runner_globals, str_pending_parent);
+    if (parent == NULL) return NULL;
+    Py_INCREF(outer_parent);
+    Py_INCREF(outer_box);
+    PyObject *yielded = NULL, *box = NULL;
+    PySendResult status = PYGEN_ERROR;
+    if (PyDict_SetItem(asgi_globals, str_step_parent, parent) == 0 &&
+        PyDict_SetItem(asgi_globals, str_step_box, Py_None) == 0)
+        status = PyIter_Send(app, Py_None, &yielded);
+    /* restore the globals, keeping the outcome (an exception, if any) aside */
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    box = PyDict_GetItemWithError(asgi_globals, str_step_box);
+    Py_XINCREF(box);
+    int restored = box != NULL && PyDict_SetItem(asgi_globals, str_step_parent, outer_parent) == 0 &&
+                   PyDict_SetItem(asgi_globals, str_step_box, outer_box) == 0;
+    Py_DECREF(outer_parent);
+    Py_DECREF(outer_box);
+    if (!restored) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        Py_XDECREF(box);
+        Py_XDECREF(yielded);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "pyswoole.asgi._step_box is missing");
+        return NULL;
+    }
+    PyErr_Restore(type, value, traceback);
+    PyObject *result = NULL;
+    if (status == PYGEN_RETURN) {
+        Py_CLEAR(yielded);
+        result = first_step_ended(cycle, box, NULL) < 0 ? NULL : Py_NewRef(Py_None);
+    } else if (status == PYGEN_ERROR) {
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Fetch(&type, &value, &traceback);
+            PyErr_NormalizeException(&type, &value, &traceback);
+            if (traceback != NULL) PyException_SetTraceback(value, traceback);
+            Py_XDECREF(type);
+            Py_XDECREF(traceback);
+            result = first_step_ended(cycle, box, value) < 0 ? NULL : Py_NewRef(Py_None);
+            Py_XDECREF(value);
+        }
+    } else { /* suspended: the rest runs in a Task (the request's, or the one given to the app) */
+        PyObject *cont = global(runner_globals, str_continue);
+        PyObject *args[2] = {app, yielded};
+        PyObject *rest = cont == NULL ? NULL : PyObject_Vectorcall(cont, args, 2, NULL);
+        Py_DECREF(yielded);
+        PyObject *parked = NULL;
+        if (rest != NULL && PyIter_Send(rest, Py_None, &parked) != PYGEN_NEXT) { /* park it */
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "runner._continue did not park");
+            Py_CLEAR(rest);
+        }
+        Py_XDECREF(parked);
+        PyObject *carry_on = rest == NULL ? NULL : global(asgi_globals, str_carry_on);
+        PyObject *call_args[3] = {rest, (PyObject *)cycle, box};
+        result = carry_on == NULL ? NULL : PyObject_Vectorcall(carry_on, call_args, 3, NULL);
+        Py_XDECREF(rest);
+    }
+    Py_DECREF(box);
+    return result;
+}
+
+static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    int plain = nargs == 2 && kwnames == NULL && cycle_class != NULL && PyObject_TypeCheck(args[0], request_type) &&
+                PyObject_TypeCheck(args[1], response_type) && ((RequestCore *)args[0])->conn != Py_None;
+    PyObject *state = NULL;
+    if (plain) { /* not waiting for the lifespan startup, and stepped in place */
+        PyObject *ready = PyObject_GetAttr(self->handler, str_ready);
+        if (ready == NULL) return NULL;
+        plain = ready == Py_None;
+        Py_DECREF(ready);
+        PyObject *current = plain ? global(runner_globals, str_current) : NULL;
+        PyObject *pending = current == NULL ? NULL : global(runner_globals, str_pending);
+        if (plain && pending == NULL) return NULL;
+        plain = plain && current == pending;
+        state = plain ? PyObject_GetAttr(self->handler, str_state) : NULL;
+        if (plain && state == NULL) return NULL;
+    }
+    if (!plain) { /* the reference: ASGIHandler.__call__ */
+        PyObject *call = PyObject_GetAttr(self->handler, str_call);
+        if (call == NULL) return NULL;
+        PyObject *result = PyObject_Vectorcall(call, args, nargsf, kwnames);
+        Py_DECREF(call);
+        return result;
+    }
+    RequestCore *request = (RequestCore *)args[0];
+    PyObject *response = args[1];
+    PyObject *scope = build_scope(request, state);
+    Py_DECREF(state);
+    if (scope == NULL) return NULL;
+    CycleCore *cycle = (CycleCore *)cycle_class->tp_alloc(cycle_class, 0);
+    if (cycle == NULL) {
+        Py_DECREF(scope);
+        return NULL;
+    }
+    cycle->conn = Py_NewRef(request->conn);
+    cycle->request = Py_NewRef((PyObject *)request);
+    cycle->response = Py_NewRef(response);
+    cycle->head = Py_NewRef(Py_None);
+    PyObject *receive = PyCFunction_New(&Cycle_methods[1], (PyObject *)cycle);
+    PyObject *send = receive == NULL ? NULL : PyCFunction_New(&Cycle_methods[0], (PyObject *)cycle);
+    PyObject *app = NULL;
+    if (send != NULL) {
+        PyObject *app_args[3] = {scope, receive, send};
+        app = PyObject_Vectorcall(self->app, app_args, 3, NULL);
+    }
+    Py_DECREF(scope);
+    Py_XDECREF(receive);
+    Py_XDECREF(send);
+    PyObject *result = app == NULL ? NULL : first_step(cycle, app);
+    Py_XDECREF(app);
+    Py_DECREF(cycle);
+    return result;
+}
+
+static PyObject *Entry_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *handler, *code;
+    if ((kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) || !PyArg_UnpackTuple(args, "Entry", 2, 2, &handler, &code)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Entry(handler, code) takes no keyword arguments");
+        return NULL;
+    }
+    PyObject *app = PyObject_GetAttr(handler, str_app);
+    if (app == NULL) return NULL;
+    Entry *self = (Entry *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(app);
+        return NULL;
+    }
+    self->handler = Py_NewRef(handler);
+    self->app = app;
+    self->code = Py_NewRef(code);
+    self->vectorcall = (vectorcallfunc)Entry_vectorcall;
+    return (PyObject *)self;
+}
+
+static int Entry_traverse(Entry *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->handler);
+    Py_VISIT(self->app);
+    Py_VISIT(self->code);
+    return 0;
+}
+
+static int Entry_clear(Entry *self) {
+    Py_CLEAR(self->handler);
+    Py_CLEAR(self->app);
+    Py_CLEAR(self->code);
+    return 0;
+}
+
+static void Entry_dealloc(Entry *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Entry_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMemberDef Entry_members[] = {
+    {"handler", T_OBJECT, offsetof(Entry, handler), READONLY, "The ASGIHandler."},
+    {"__code__", T_OBJECT, offsetof(Entry, code), READONLY,
+     "The code of ASGIHandler.__call__: a call is that coroutine function's (runner.is_async reads it)."},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Entry, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyType_Slot Entry_slots[] = {
+    {Py_tp_new, Entry_new},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_dealloc, Entry_dealloc},
+    {Py_tp_traverse, Entry_traverse},
+    {Py_tp_clear, Entry_clear},
+    {Py_tp_members, Entry_members},
+    {Py_tp_doc,
+     "Entry(handler, code): ``handler(request, response)`` (an ASGIHandler) with its common case in C: the "
+     "application's first step runs in place; it returns None when that finished the request, else the "
+     "coroutine of the rest."},
+    {0, NULL},
+};
+
+static PyType_Spec Entry_spec = {
+    .name = "pyswoole.asgi._cycle.Entry",
+    .basicsize = sizeof(Entry),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = Entry_slots,
+};
+
 /* -- configuration ------------------------------------------------------------------------------ */
 
 /* The offset of ``cls.<name>``, a member of the given type; -1 with TypeError otherwise. */
@@ -578,13 +849,16 @@ static Py_ssize_t member_offset(PyObject *cls, const char *name, int type) {
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"response_class", "header_cache", "header_cache_size", "header_lines", "status_lines",
                                "status_line", "date_header", "scope_template", "methods", "port_addresses",
-                               "server_address", "unquote", NULL};
+                               "wildcard_hosts", "unquote", "cycle_class", "module_globals",
+                               "runner_globals", NULL};
     PyObject *response_cls, *cache, *lines, *statuses, *status_fn, *date, *template, *names, *ports, *address, *unquote_fn;
+    PyObject *cycle_cls, *module_dict, *runner_dict;
     Py_ssize_t cache_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!nOO!OOO!O!O!OO", keywords, &PyType_Type, &response_cls,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!nOO!OOO!O!O!OOO!O!O!", keywords, &PyType_Type, &response_cls,
                                      &PyDict_Type, &cache, &cache_size, &lines, &PyDict_Type, &statuses, &status_fn,
                                      &date, &PyDict_Type, &template, &PyDict_Type, &names, &PyDict_Type, &ports,
-                                     &address, &unquote_fn))
+                                     &address, &unquote_fn, &PyType_Type, &cycle_cls, &PyDict_Type, &module_dict,
+                                     &PyDict_Type, &runner_dict))
         return NULL;
     Py_ssize_t state = member_offset(response_cls, "state", T_INT);
     Py_ssize_t keep_alive = state < 0 ? -1 : member_offset(response_cls, "keep_alive", T_BOOL);
@@ -603,8 +877,15 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     Py_XSETREF(scope_template, Py_NewRef(template));
     Py_XSETREF(methods, Py_NewRef(names));
     Py_XSETREF(port_addresses, Py_NewRef(ports));
-    Py_XSETREF(server_address, Py_NewRef(address));
+    Py_XSETREF(wildcard_hosts, Py_NewRef(address));
     Py_XSETREF(unquote, Py_NewRef(unquote_fn));
+    if (!PyType_IsSubtype((PyTypeObject *)cycle_cls, cycle_core_type)) {
+        PyErr_SetString(PyExc_TypeError, "cycle_class must be a subclass of CycleCore");
+        return NULL;
+    }
+    Py_XSETREF(cycle_class, (PyTypeObject *)Py_NewRef(cycle_cls));
+    Py_XSETREF(asgi_globals, Py_NewRef(module_dict));
+    Py_XSETREF(runner_globals, Py_NewRef(runner_dict));
     Py_RETURN_NONE;
 }
 
@@ -653,6 +934,23 @@ PyMODINIT_FUNC PyInit__cycle(void) {
     INTERN(str_raw_path, "raw_path");
     INTERN(str_query_string, "query_string");
     INTERN(str_state, "state");
+    INTERN(str_transport, "transport");
+    INTERN(str_sockname, "sockname");
+    INTERN(str_get_extra_info, "get_extra_info");
+    INTERN(str_host, "host");
+    INTERN(str_ready, "ready");
+    INTERN(str_app, "app");
+    INTERN(str_call, "__call__");
+    INTERN(str_current, "_current");
+    INTERN(str_pending, "_PENDING");
+    INTERN(str_pending_parent, "_pending_parent");
+    INTERN(str_continue, "_continue");
+    INTERN(str_step_parent, "_step_parent");
+    INTERN(str_step_box, "_step_box");
+    INTERN(str_failed, "_failed");
+    INTERN(str_unfinished, "_unfinished");
+    INTERN(str_carry_on, "_carry_on");
+    INTERN(str_append, "append");
     if ((empty_bytes = PyBytes_FromStringAndSize(NULL, 0)) == NULL || (crlf = PyBytes_FromString("\r\n")) == NULL ||
         (close_line = PyBytes_FromString("Connection: close\r\n\r\n")) == NULL ||
         (keep_alive_line = PyBytes_FromString("Connection: keep-alive\r\n\r\n")) == NULL)
@@ -663,7 +961,15 @@ PyMODINIT_FUNC PyInit__cycle(void) {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     PyObject *cycle_type = PyType_FromSpec(&Cycle_spec);
-    if (cycle_type == NULL || PyModule_AddObject(m, "CycleCore", cycle_type) < 0 ||
+    PyObject *entry_type = cycle_type == NULL ? NULL : PyType_FromSpec(&Entry_spec);
+    if (entry_type == NULL || PyModule_AddObject(m, "Entry", entry_type) < 0) {
+        Py_XDECREF(entry_type);
+        Py_XDECREF(cycle_type);
+        Py_DECREF(m);
+        return NULL;
+    }
+    cycle_core_type = (PyTypeObject *)Py_NewRef(cycle_type);
+    if (PyModule_AddObject(m, "CycleCore", cycle_type) < 0 ||
         PyModule_AddObject(m, "Done", Py_NewRef(done_type)) < 0) {
         Py_XDECREF(cycle_type);
         Py_DECREF(m);
