@@ -89,6 +89,9 @@ FASTAPI_APP = textwrap.dedent(
 RAW_APP = textwrap.dedent(
     """
     import asyncio
+    from types import MappingProxyType
+
+    after_end = []  # what receive() gave once the response was complete
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -139,6 +142,32 @@ RAW_APP = textwrap.dedent(
                 await anyio.sleep(0.01)
             await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
             await send({"type": "http.response.body", "body": b"anyio"})
+        elif path == "/bodytype":  # a body that is not bytes: as the reference (bytearray ok, str not)
+            body = bytearray(b"ba") if scope["query_string"] == b"bytearray" else "str"
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": body})
+        elif path == "/streamstr":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            await send({"type": "http.response.body", "body": "str"})
+        elif path == "/bodyfirst":
+            await send({"type": "http.response.body", "body": b"x"})
+        elif path == "/starttwice":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        elif path == "/mapping":  # messages that are mappings but not dicts; a str status; more_body=0
+            await send(MappingProxyType({"type": "http.response.start", "status": "201",
+                                         "headers": ((b"X-Up", b"1"),)}))
+            await send(MappingProxyType({"type": "http.response.body", "body": b"mapped", "more_body": 0}))
+        elif path == "/awaitables":  # receive()/send() results given to asyncio as awaitables
+            message = await asyncio.wait_for(receive(), 5)
+            start = asyncio.ensure_future(send({"type": "http.response.start", "status": 200, "headers": []}))
+            await start
+            await asyncio.wait_for(send({"type": "http.response.body", "body": message["body"]}), 5)
+            after_end.append(await asyncio.wait_for(receive(), 5))
+        elif path == "/afterend":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": repr(after_end).encode()})
         elif path.startswith("/scope"):
             import json
             info = {k: v for k, v in scope.items()
@@ -217,11 +246,34 @@ def test_raw_asgi_app_scope_and_protocol_errors(run_server, tmp_path):
         assert r.headers["server"] == "pyswoole" and r.headers["date"] != "never"
         assert c.get("/noresponse").status_code == 500
         assert c.get("/badheader").status_code == 500
+        r = c.get("/bodytype?bytearray")
+        assert r.text == "ba" and r.headers["content-length"] == "2"
+        assert c.get("/bodytype?str").status_code == 500
+        with pytest.raises(httpx.RemoteProtocolError):
+            c.get("/streamstr")
+        assert c.get("/bodyfirst").status_code == 500
+        assert c.get("/starttwice").status_code == 500
+        r = c.get("/mapping")
+        assert r.status_code == 201 and r.text == "mapped" and r.headers["x-up"] == "1"
+        assert c.post("/awaitables", content=b"in").text == "in"
+        assert c.get("/afterend").text == "[{'type': 'http.disconnect'}]"
         with pytest.raises(httpx.RemoteProtocolError):
             c.get("/half")  # a body cut short is not passed off as complete
         assert c.get("/").status_code == 200
-    # pipelined, one of them suspending: the answers leave in request order
     port = int(server.url.rsplit(":", 1)[1])
+    # HTTP/1.0 with keep-alive: said so in the answer, and the connection serves the next request
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        request = b"GET /bodytype?bytearray HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+        for _ in range(2):
+            sock.sendall(request)
+            data = b""
+            while not data.endswith(b"\r\n\r\nba"):
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n" in data
+    # pipelined, one of them suspending: the answers leave in request order
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
             b"".join(

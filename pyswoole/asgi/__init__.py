@@ -79,7 +79,7 @@ class HttpCycle(CycleCore):
             response = self.response
             state = response.state
             if state == FRESH and not message.get("more_body", False):  # the whole body at once
-                body = message.get("body", b"")
+                body = _body(message)
                 response.state = ENDED
                 if self.chunked:  # its length is known now
                     head += b"Content-Length: %d\r\n" % len(body)
@@ -92,9 +92,9 @@ class HttpCycle(CycleCore):
                 if message.get("more_body", False) or message.get("body"):
                     raise ASGIError("http.response.body after the response ended")
             elif message.get("more_body", False):
-                await self._write(message.get("body", b""))
+                await self._write(_body(message))
             else:
-                self._end_stream(message.get("body", b""))
+                self._end_stream(_body(message))
         elif kind == "http.response.start":
             if self.head is not None or self.response.state != FRESH:
                 raise ASGIError("http.response.start sent twice")
@@ -144,14 +144,14 @@ class HttpCycle(CycleCore):
 
     def _end_stream(self, body: bytes) -> None:
         """The last ``http.response.body`` of a streamed response."""
-        response = self.response
-        response.state = ENDED
         if self.bodyless:
             payload = b""
         elif self.chunked:
             payload = (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
         else:
             payload = body
+        response = self.response
+        response.state = ENDED
         self.conn.finish_response(response, payload)
 
     async def _write(self, body: bytes) -> None:
@@ -173,6 +173,14 @@ class HttpCycle(CycleCore):
         conn.write((b"%x\r\n%s\r\n" % (len(body), body)) if self.chunked else body)
         if conn.paused_writing:
             await conn.drain()
+
+
+def _body(message: Message) -> bytes:
+    """The ``body`` of an ``http.response.body``, checked before anything is sent or changed."""
+    body = message.get("body", b"")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise ASGIError(f"http.response.body: body must be bytes, not {type(body).__name__}")
+    return body
 
 
 def _header_lines(headers: Any) -> tuple[bytes, bool, bool]:
