@@ -39,11 +39,15 @@ def worker_of(sock: socket.socket) -> int:
     return int(ask(sock, b"whoami").split()[0])
 
 
-def connections_on_two_workers(port: int, attempts: int = 40) -> tuple[socket.socket, socket.socket, list]:
-    """Open connections until two belong to different workers (the kernel picks the acceptor)."""
+def connections_on_two_workers(server, attempts: int = 40) -> tuple[socket.socket, socket.socket, list]:
+    """Open connections until two belong to different workers (the kernel picks the acceptor).
+
+    Both workers must be serving first: the port opens with the first one.
+    """
+    server.wait_output("worker_start", count=2)
     opened = []
     for _ in range(attempts):
-        sock = connect(port)
+        sock = connect(server.port)
         opened.append(sock)
         owners = {worker_of(s): s for s in opened}
         if len(owners) == 2:
@@ -167,7 +171,7 @@ def test_raising_callback_is_logged_and_worker_keeps_serving(run_server):
 
 def test_kill_worker_respawns_and_other_connections_survive(run_server):
     server = start_tcp(run_server)
-    victim, survivor, opened = connections_on_two_workers(server.port)
+    victim, survivor, opened = connections_on_two_workers(server)
     victim_id, victim_pid = (int(x) for x in ask(victim, b"whoami").split())
     os.kill(victim_pid, signal.SIGKILL)
     try:
@@ -198,7 +202,7 @@ def test_kill_worker_respawns_and_other_connections_survive(run_server):
 
 def test_cross_worker_send_close_exists_and_connections(run_server):
     server = start_tcp(run_server)
-    a, b, opened = connections_on_two_workers(server.port)
+    a, b, opened = connections_on_two_workers(server)
     fd_a = json.loads(ask(a, b"info"))["socket_fd"]
     fd_b = json.loads(ask(b, b"info"))["socket_fd"]
     assert ask(b, f"send {fd_a} hi from the other worker".encode()) == b"True"
@@ -218,9 +222,15 @@ def test_cross_worker_send_close_exists_and_connections(run_server):
 
 def test_pause_and_resume_a_connection_of_another_worker(run_server):
     server = start_tcp(run_server)
-    a, b, opened = connections_on_two_workers(server.port)
+    a, b, opened = connections_on_two_workers(server)
     fd_a = json.loads(ask(a, b"info"))["socket_fd"]
     assert ask(b, f"pause {fd_a}".encode()) == b"True"
+    # pause() returns once the message is queued; a's worker may still read data that reaches it
+    # first (it watches the socket and its mailbox in no fixed order; Swoole's PROCESS mode has the
+    # same race). It handles one worker's messages in order: once a later send from b reaches the
+    # client, the pause has taken effect.
+    assert ask(b, f"send {fd_a} paused".encode()) == b"True"
+    assert recv_until(a, lambda d: d.endswith(b"paused")) == b"paused"
     a.sendall(b"waiting")
     a.settimeout(0.5)
     with pytest.raises(TimeoutError):
