@@ -2,10 +2,12 @@
 
 Run: ``python3 examples/coroutine_client.py [--host 0.0.0.0] [--port 9501] [--workers 2]
 [--mysql-host 127.0.0.1] [--mysql-port 3306] [--mysql-user root] [--mysql-password root]
-[--mysql-db test] [--mysql-table test_table] [--pool-size 16] [--short-connections]``, then
+[--mysql-db test] [--mysql-table test_table] [--mysql-query SQL] [--pool-size 16]
+[--short-connections]``, then
 ``curl http://127.0.0.1:9501/`` -> ``[{"id":"1","name":"x"}]``: every row of the table, every value
 a string as in Swoole's MySQL client without ``strict_type`` (NULL stays ``null``); an empty table
-gives ``[]``. Every request runs the query, ``/favicon.ico`` included, as in the original. Requests
+gives ``[]``. ``--mysql-query`` runs that statement instead of reading the table (e.g. ``SELECT 1``,
+what ``bench/bench_db_http.py`` measures). Every request runs the query, ``/favicon.ico`` included, as in the original. Requests
 are served concurrently: a slow query holds up only its own request.
 
 Fixed from the original:
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--mysql-password", default="root")
     parser.add_argument("--mysql-db", default="test")
     parser.add_argument("--mysql-table", default="test_table")
+    parser.add_argument("--mysql-query", help="the SQL to run (default: every row of --mysql-table)")
     parser.add_argument("--pool-size", type=int, default=16, help="connections per worker")
     parser.add_argument("--short-connections", action="store_true", help="connect for every request")
     args = parser.parse_args()
@@ -62,7 +65,7 @@ def main() -> None:
         db=args.mysql_db,
         conv={},
     )
-    sql = f"SELECT * FROM {quote_identifier(args.mysql_table)}"
+    sql = args.mysql_query or f"SELECT * FROM {quote_identifier(args.mysql_table)}"
     to_json = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per request
     pool = mysql_pool(**options, size=args.pool_size)  # opens nothing yet: each worker fills its own
 

@@ -81,3 +81,9 @@ def test_short_connections_connect_for_every_request(mariadb: Any, demo_view: st
         for _ in range(5):
             assert client.get(url).status_code == 200
         assert int(mariadb.query(connections)[0][1]) - before == 5 + 1  # one per request, one ours
+
+
+def test_mysql_query_replaces_the_table_read(mariadb: Any, demo_view: str, run_server: Any) -> None:
+    url = start_demo(run_server, mariadb, demo_view, "--mysql-query", "SELECT 1 AS one, NULL AS nothing")
+    with httpx.Client(timeout=5) as client:
+        assert client.get(url).text == '[{"one":"1","nothing":null}]'
