@@ -293,6 +293,46 @@ def test_raw_asgi_app_scope_and_protocol_errors(run_server, tmp_path):
     )
 
 
+TASK_SERVER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pyswoole import asgi
+    from pyswoole.http import Server
+    import raw_app3
+
+    async def app(scope, receive, send):  # a startup that takes a while: early requests wait for it
+        if scope["type"] == "lifespan" and sys.argv[2] == "slow":
+            await asyncio.sleep(1)
+        await raw_app3.app(scope, receive, send)
+
+    server = Server("127.0.0.1", int(sys.argv[1]))
+    server.set({"worker_num": 1})
+    asgi.attach(server, app, task=sys.argv[2] == "task")
+    server.start()
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["task", "slow"])
+def test_requests_in_tasks_and_during_startup(run_server, tmp_path, how):
+    """The Python path of ASGIHandler: every request in a Task (task=True), or requests that arrive
+    while the lifespan startup runs."""
+    (tmp_path / "raw_app3.py").write_text(RAW_APP)
+    (tmp_path / "task_server.py").write_text(TASK_SERVER)
+    port = free_port()
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    run_server([tmp_path / "task_server.py", port, how], ready=lambda: port_open(port), env=env)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+        assert c.get("/").text == "Hello, World!"
+        assert c.post("/echo", content=b"body").text == "body!"
+        assert c.get("/anyio").text == "anyio"
+        r = c.get("/mapping")
+        assert r.status_code == 201 and r.text == "mapped"
+        assert c.get("/noresponse").status_code == 500
+        assert c.get("/bodytype?str").status_code == 500
+        assert c.get("/").status_code == 200
+
+
 def test_same_answers_as_uvicorn(run_server, tmp_path):
     (tmp_path / "diff_app.py").write_text(FASTAPI_APP)
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}

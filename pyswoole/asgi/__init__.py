@@ -16,9 +16,9 @@ from urllib.parse import unquote
 
 from pyswoole.asgi._cycle import CycleCore, Entry, http_scope
 from pyswoole.asgi._cycle import configure as _configure
+from pyswoole.asgi._cycle import first_step as _first_step
+from pyswoole.asgi._cycle import promote as _promote
 from pyswoole.coroutine import current_task, runner
-from pyswoole.coroutine._step import FINISHED
-from pyswoole.coroutine._step import step as _step
 from pyswoole.http.request import Request
 from pyswoole.http.response import DATE, ENDED, FRESH, STREAMING, Response
 from pyswoole.http.server import Server
@@ -211,29 +211,13 @@ _WILDCARD_HOSTS = frozenset(("", "0.0.0.0", "::"))
 _port_addresses: dict[Any, tuple[str, int]] = {}
 
 
-_IDLE: Any = object()
-#: While an application takes its first step in place: the ``_pending_parent`` of that step in
-#: the runner (tells it from coroutines it starts itself); ``_IDLE`` otherwise.
-_step_parent: Any = _IDLE
-#: The Task given to the application during that step and the hand-over list it reads.
-_step_box: tuple[asyncio.Task, list] | None = None
-
-
-def _promote() -> asyncio.Task | None:
-    """``asyncio.current_task()`` asked during an application's first step in place: a real Task
-    for the request (made once), which runs the rest of it if it suspends. anyio's cancel scopes
-    and task groups need one: they key their state on the Task they were entered in."""
-    global _step_box
-    if (
-        _step_parent is _IDLE
-        or runner._current is not runner._PENDING
-        or runner._pending_parent is not _step_parent
-    ):
-        return None
-    if _step_box is None:
-        handoff: list = []
-        _step_box = (asyncio.get_running_loop().create_task(_promoted(handoff)), handoff)
-    return _step_box[0]
+def _new_box() -> tuple[asyncio.Task, list]:
+    """``asyncio.current_task()`` asked during an application's first step in place (see
+    ``_cycle.promote``): a real Task for the request, which runs the rest of it if it suspends,
+    and the hand-over list it reads. anyio's cancel scopes and task groups need one: they key
+    their state on the Task they were entered in."""
+    handoff: list = []
+    return asyncio.get_running_loop().create_task(_promoted(handoff)), handoff
 
 
 async def _promoted(handoff: list) -> None:
@@ -325,6 +309,7 @@ _configure(
     cycle_class=HttpCycle,
     module_globals=globals(),
     runner_globals=vars(runner),
+    new_box=_new_box,
 )
 
 
@@ -350,7 +335,6 @@ class ASGIHandler:
         self._lifespan: Lifespan | None = None
 
     async def __call__(self, request: Request, response: Response) -> None:
-        global _step_parent, _step_box
         ready = self.ready
         if ready is not None:
             await ready.wait()
@@ -361,32 +345,9 @@ class ASGIHandler:
         if runner._current is not runner._PENDING:  # in a Task already
             await _run(app, cycle)
             return
-        # The first step in place; asked for the current task meanwhile, the application gets a
-        # real one (see _promote), which then runs the rest.
-        outer_parent = _step_parent
-        outer_box = _step_box
-        _step_parent = runner._pending_parent
-        _step_box = None
-        try:
-            yielded = _step(app)
-            if yielded is FINISHED:
-                app = None  # answered in place (the common case)
-        except Exception as exc:
-            app = None
-            _failed(cycle, exc)
-        finally:
-            box = _step_box
-            _step_parent = outer_parent
-            _step_box = outer_box
-        if app is None:
-            if response.state != ENDED:
-                _unfinished(cycle)
-            if box is not None:
-                box[1].append(None)
-            return
-        rest = runner._continue(app, yielded)
-        rest.send(None)  # parked: its next step yields what the application waits for
-        await _carry_on(rest, cycle, box)
+        rest = _first_step(cycle, app)
+        if rest is not None:
+            await rest
 
     async def startup(self, server: Server, worker_id: int) -> None:
         if self.lifespan_mode == "off" or getattr(

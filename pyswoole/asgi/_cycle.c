@@ -595,7 +595,7 @@ static PyTypeObject *cycle_core_type; /* CycleCore */
 static PyObject *asgi_globals;     /* pyswoole.asgi.__dict__ */
 static PyObject *runner_globals;   /* pyswoole.coroutine.runner.__dict__ */
 static PyObject *str_ready, *str_app, *str_call, *str_current, *str_pending, *str_pending_parent, *str_continue;
-static PyObject *str_step_parent, *str_step_box, *str_failed, *str_unfinished, *str_carry_on, *str_append;
+static PyObject *str_failed, *str_unfinished, *str_carry_on, *str_append;
 
 typedef struct {
     PyObject_HEAD
@@ -639,45 +639,34 @@ static int first_step_ended(CycleCore *cycle, PyObject *box, PyObject *exc) {
     return 0;
 }
 
-/* Run the first step of ``app`` in place, as ASGIHandler.__call__ does: None when it is over, or
- * the coroutine (``_carry_on``) that awaits the rest. */
+/* While an application takes its first step in place: the runner's ``_pending_parent`` of that
+ * step (tells it from coroutines it starts itself), NULL otherwise; and the Task given to the
+ * application during that step with the hand-over list it reads, (task, list), or None. */
+static PyObject *step_parent, *step_box;
+static PyObject *new_box; /* _new_box(): a (task, list) for the running step */
+
+/* Run the first step of ``app`` in place: None when it is over, or the coroutine (``_carry_on``)
+ * that awaits the rest. Asked for the current task meanwhile (``promote``), the application gets a
+ * real one, which then runs the rest. */
 static PyObject *first_step(CycleCore *cycle, PyObject *app) {
-    PyObject *outer_parent = global(asgi_globals, str_step_parent);
-    PyObject *outer_box = outer_parent == NULL ? NULL : global(asgi_globals, str_step_box);
-    PyObject *parent = outer_box == NULL ? NULL : global(runner_globals, str_pending_parent);
+    PyObject *parent = global(runner_globals, str_pending_parent);
     if (parent == NULL) return NULL;
-    Py_INCREF(outer_parent);
-    Py_INCREF(outer_box);
-    PyObject *yielded = NULL, *box = NULL;
-    PySendResult status = PYGEN_ERROR;
-    if (PyDict_SetItem(asgi_globals, str_step_parent, parent) == 0 &&
-        PyDict_SetItem(asgi_globals, str_step_box, Py_None) == 0)
-        status = PyIter_Send(app, Py_None, &yielded);
-    /* restore the globals, keeping the outcome (an exception, if any) aside */
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    box = PyDict_GetItemWithError(asgi_globals, str_step_box);
-    Py_XINCREF(box);
-    int restored = box != NULL && PyDict_SetItem(asgi_globals, str_step_parent, outer_parent) == 0 &&
-                   PyDict_SetItem(asgi_globals, str_step_box, outer_box) == 0;
-    Py_DECREF(outer_parent);
-    Py_DECREF(outer_box);
-    if (!restored) {
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(traceback);
-        Py_XDECREF(box);
-        Py_XDECREF(yielded);
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "pyswoole.asgi._step_box is missing");
-        return NULL;
-    }
-    PyErr_Restore(type, value, traceback);
+    PyObject *outer_parent = step_parent, *outer_box = step_box; /* steps nest: keep the outer one's */
+    step_parent = Py_NewRef(parent);
+    step_box = Py_NewRef(Py_None);
+    PyObject *yielded = NULL;
+    PySendResult status = PyIter_Send(app, Py_None, &yielded);
+    PyObject *box = step_box;
+    Py_DECREF(step_parent);
+    step_parent = outer_parent;
+    step_box = outer_box;
     PyObject *result = NULL;
     if (status == PYGEN_RETURN) {
         Py_CLEAR(yielded);
         result = first_step_ended(cycle, box, NULL) < 0 ? NULL : Py_NewRef(Py_None);
     } else if (status == PYGEN_ERROR) {
         if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyObject *type, *value, *traceback;
             PyErr_Fetch(&type, &value, &traceback);
             PyErr_NormalizeException(&type, &value, &traceback);
             if (traceback != NULL) PyException_SetTraceback(value, traceback);
@@ -704,6 +693,37 @@ static PyObject *first_step(CycleCore *cycle, PyObject *app) {
     }
     Py_DECREF(box);
     return result;
+}
+
+/* first_step(cycle, app) */
+static PyObject *first_step_function(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || cycle_core_type == NULL || !PyObject_TypeCheck(args[0], cycle_core_type) ||
+        runner_globals == NULL) {
+        PyErr_SetString(PyExc_TypeError, "first_step(cycle, app) of a configured module");
+        return NULL;
+    }
+    return first_step((CycleCore *)args[0], args[1]);
+}
+
+/* promote(): see pyswoole.asgi._promote. */
+static PyObject *promote(PyObject *module, PyObject *unused) {
+    if (step_parent == NULL || runner_globals == NULL) Py_RETURN_NONE;
+    PyObject *current = global(runner_globals, str_current);
+    PyObject *pending = current == NULL ? NULL : global(runner_globals, str_pending);
+    PyObject *parent = pending == NULL ? NULL : global(runner_globals, str_pending_parent);
+    if (parent == NULL) return NULL;
+    if (current != pending || parent != step_parent) Py_RETURN_NONE;
+    if (step_box == Py_None) {
+        PyObject *box = PyObject_CallNoArgs(new_box);
+        if (box == NULL) return NULL;
+        if (!PyTuple_CheckExact(box) || PyTuple_GET_SIZE(box) != 2) {
+            Py_DECREF(box);
+            PyErr_SetString(PyExc_TypeError, "_new_box must return (task, list)");
+            return NULL;
+        }
+        Py_SETREF(step_box, box);
+    }
+    return Py_NewRef(PyTuple_GET_ITEM(step_box, 0));
 }
 
 static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
@@ -850,15 +870,15 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"response_class", "header_cache", "header_cache_size", "header_lines", "status_lines",
                                "status_line", "date_header", "scope_template", "methods", "port_addresses",
                                "wildcard_hosts", "unquote", "cycle_class", "module_globals",
-                               "runner_globals", NULL};
+                               "runner_globals", "new_box", NULL};
     PyObject *response_cls, *cache, *lines, *statuses, *status_fn, *date, *template, *names, *ports, *address, *unquote_fn;
-    PyObject *cycle_cls, *module_dict, *runner_dict;
+    PyObject *cycle_cls, *module_dict, *runner_dict, *box_maker;
     Py_ssize_t cache_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!nOO!OOO!O!O!OOO!O!O!", keywords, &PyType_Type, &response_cls,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!nOO!OOO!O!O!OOO!O!O!O", keywords, &PyType_Type, &response_cls,
                                      &PyDict_Type, &cache, &cache_size, &lines, &PyDict_Type, &statuses, &status_fn,
                                      &date, &PyDict_Type, &template, &PyDict_Type, &names, &PyDict_Type, &ports,
                                      &address, &unquote_fn, &PyType_Type, &cycle_cls, &PyDict_Type, &module_dict,
-                                     &PyDict_Type, &runner_dict))
+                                     &PyDict_Type, &runner_dict, &box_maker))
         return NULL;
     Py_ssize_t state = member_offset(response_cls, "state", T_INT);
     Py_ssize_t keep_alive = state < 0 ? -1 : member_offset(response_cls, "keep_alive", T_BOOL);
@@ -886,6 +906,7 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     Py_XSETREF(cycle_class, (PyTypeObject *)Py_NewRef(cycle_cls));
     Py_XSETREF(asgi_globals, Py_NewRef(module_dict));
     Py_XSETREF(runner_globals, Py_NewRef(runner_dict));
+    Py_XSETREF(new_box, Py_NewRef(box_maker));
     Py_RETURN_NONE;
 }
 
@@ -894,6 +915,12 @@ static PyMethodDef module_methods[] = {
      "configure(...): the Python objects the fast paths use (see pyswoole.asgi)."},
     {"http_scope", (PyCFunction)(void (*)(void))http_scope, METH_FASTCALL,
      "http_scope(request, state): the scope dict of an http request."},
+    {"first_step", (PyCFunction)(void (*)(void))first_step_function, METH_FASTCALL,
+     "first_step(cycle, app): run the application's first step in place; None when that ended the "
+     "request, else the coroutine that awaits the rest."},
+    {"promote", promote, METH_NOARGS,
+     "promote(): during an application's first step in place, the real Task it gets (made once), "
+     "else None."},
     {NULL},
 };
 
@@ -945,8 +972,6 @@ PyMODINIT_FUNC PyInit__cycle(void) {
     INTERN(str_pending, "_PENDING");
     INTERN(str_pending_parent, "_pending_parent");
     INTERN(str_continue, "_continue");
-    INTERN(str_step_parent, "_step_parent");
-    INTERN(str_step_box, "_step_box");
     INTERN(str_failed, "_failed");
     INTERN(str_unfinished, "_unfinished");
     INTERN(str_carry_on, "_carry_on");
@@ -956,6 +981,7 @@ PyMODINIT_FUNC PyInit__cycle(void) {
         (keep_alive_line = PyBytes_FromString("Connection: keep-alive\r\n\r\n")) == NULL)
         return NULL;
     if ((request_type = import_request_core()) == NULL) return NULL;
+    step_box = Py_NewRef(Py_None);
     if ((done_type = (PyTypeObject *)PyType_FromSpec(&Done_spec)) == NULL) return NULL;
     if ((done_none = done_new(Py_None)) == NULL) return NULL;
     PyObject *m = PyModule_Create(&module);
