@@ -654,6 +654,42 @@ static int dispatch(PyObject *self, PyObject *request) {
     return rc;
 }
 
+/* The worker's plain attributes (``clock``, ``request_count``, ``max_request``), read and written in
+ * its instance dict: the process has one worker, whose dict is found once. Another object, or a
+ * class that defines one of those names (a property, a slot), goes through getattr/setattr. */
+static PyObject *cached_worker, *cached_worker_dict;
+
+static PyObject *worker_dict(PyObject *worker) {
+    if (worker == cached_worker) return cached_worker_dict;
+    PyObject *names[3] = {str_clock, str_request_count, str_max_request};
+    for (int i = 0; i < 3; i++)
+        if (_PyType_Lookup(Py_TYPE(worker), names[i]) != NULL) return NULL;
+    PyObject *dict = PyObject_GenericGetDict(worker, NULL);
+    if (dict == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_XSETREF(cached_worker, Py_NewRef(worker));
+    Py_XSETREF(cached_worker_dict, dict);
+    return dict;
+}
+
+/* worker.<name>, a new reference. */
+static PyObject *worker_get(PyObject *worker, PyObject *name) {
+    PyObject *dict = worker_dict(worker);
+    if (dict != NULL) {
+        PyObject *value = PyDict_GetItemWithError(dict, name);
+        if (value != NULL) return Py_NewRef(value);
+        if (PyErr_Occurred()) return NULL;
+    }
+    return PyObject_GetAttr(worker, name);
+}
+
+static int worker_set(PyObject *worker, PyObject *name, PyObject *value) {
+    PyObject *dict = worker_dict(worker);
+    return dict != NULL ? PyDict_SetItem(dict, name, value) : PyObject_SetAttr(worker, name, value);
+}
+
 /* data_received(data): parse, answer what is complete, write the answers of this read at once. */
 static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
     if (!PyObject_TypeCheck(self, connection_type)) {
@@ -663,10 +699,10 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
     PyObject *worker = get_field(self, F_WORKER);
     Py_ssize_t size = PyObject_Length(data);
     if (worker == NULL || size < 0 || add_to_field(self, F_BYTES_IN, size) < 0) return NULL;
-    PyObject *clock = PyObject_GetAttr(worker, str_clock);
+    PyObject *clock = worker_get(worker, str_clock);
     if (clock == NULL) return NULL;
     PyObject *last_time = get_field(self, F_LAST_TIME);
-    int same = last_time == NULL ? -1 : PyObject_RichCompareBool(last_time, clock, Py_EQ);
+    int same = last_time == NULL ? -1 : last_time == clock ? 1 : PyObject_RichCompareBool(last_time, clock, Py_EQ);
     if (same == 0) { /* once a second: the registry row (last_time and byte counts) */
         set_field(self, F_LAST_TIME, clock);
         PyObject *registry = PyObject_GetAttr(worker, str_registry);
@@ -734,11 +770,11 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
         if (queued < 0) rc = -1;
         if (rc == 0 && queued > MAX_QUEUED && transport != NULL) rc = run_method1(transport, str_pause_reading, NULL);
         if (rc == 0) { /* the worker's request count; at max_request it recycles itself */
-            PyObject *total = PyObject_GetAttr(worker, str_request_count);
+            PyObject *total = worker_get(worker, str_request_count);
             PyObject *delta = total == NULL ? NULL : PyLong_FromSsize_t(count);
             PyObject *sum = delta == NULL ? NULL : PyNumber_Add(total, delta);
-            rc = sum == NULL ? -1 : PyObject_SetAttr(worker, str_request_count, sum);
-            PyObject *limit = rc < 0 ? NULL : PyObject_GetAttr(worker, str_max_request);
+            rc = sum == NULL ? -1 : worker_set(worker, str_request_count, sum);
+            PyObject *limit = rc < 0 ? NULL : worker_get(worker, str_max_request);
             if (limit == NULL) rc = -1;
             else if (PyObject_IsTrue(limit) && PyObject_RichCompareBool(sum, limit, Py_GE) == 1)
                 rc = run_method1(worker, str_recycle, NULL);
