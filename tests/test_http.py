@@ -443,3 +443,24 @@ def test_process_mode_reload_hands_idle_connections_over(tmp_path):
             assert read_to_close(partial) == b""  # could not move: closed, nothing half-sent
     finally:
         srv.stop()
+
+
+def test_max_request_recycles_the_worker_after_that_many_requests(tmp_path):
+    """Requests are counted per read by the C path; at max_request the worker finishes the
+    answers of that read, stops gracefully and a fresh one serves the next connection."""
+    srv = HttpServer(tmp_path, {"max_request": 3, "max_request_grace": 0}).start()
+    try:
+        with httpx.Client(base_url=srv.url(""), timeout=5) as client:
+            first = {client.get("/pid").text for _ in range(3)}
+            assert len(first) == 1
+        pids = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not pids - first:
+            with httpx.Client(base_url=srv.url(""), timeout=5) as client:
+                try:
+                    pids.add(client.get("/pid").text)
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+        assert pids - first, "the worker was not replaced after max_request requests"
+    finally:
+        srv.stop()
