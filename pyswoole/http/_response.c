@@ -72,6 +72,11 @@ static PyObject *fall_back(ResponseCore *self, PyObject *name, PyObject *const *
 }
 
 static int has_line_break(PyObject *text) {
+    if (PyUnicode_KIND(text) == PyUnicode_1BYTE_KIND) {
+        const void *data = PyUnicode_1BYTE_DATA(text);
+        size_t length = (size_t)PyUnicode_GET_LENGTH(text);
+        return memchr(data, '\n', length) != NULL || memchr(data, '\r', length) != NULL;
+    }
     return PyUnicode_FindChar(text, '\n', 0, PY_SSIZE_T_MAX, 1) != -1 ||
            PyUnicode_FindChar(text, '\r', 0, PY_SSIZE_T_MAX, 1) != -1;
 }
@@ -445,9 +450,16 @@ static int known_compression(PyObject *conn, Py_ssize_t *minimum) {
 static int add_to_field(PyObject *self, int which, Py_ssize_t amount) {
     PyObject *value = get_field(self, which);
     if (value == NULL) return -1;
-    PyObject *delta = PyLong_FromSsize_t(amount);
-    PyObject *sum = delta == NULL ? NULL : PyNumber_Add(value, delta);
-    Py_XDECREF(delta);
+    PyObject *sum;
+    int overflow = 1;
+    long long current = PyLong_CheckExact(value) ? PyLong_AsLongLongAndOverflow(value, &overflow) : 0;
+    if (!overflow && current >= 0 && current < (1LL << 62)) {
+        sum = PyLong_FromLongLong(current + amount);
+    } else { /* not a plain int of a sane size: Python's addition */
+        PyObject *delta = PyLong_FromSsize_t(amount);
+        sum = delta == NULL ? NULL : PyNumber_Add(value, delta);
+        Py_XDECREF(delta);
+    }
     if (sum == NULL) return -1;
     set_field(self, which, sum);
     Py_DECREF(sum);
@@ -536,8 +548,9 @@ static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyO
             return -1;
         }
     }
+    PyObject *parent = PyDict_GetItemWithError(runner_globals, str_pending_parent);
     if (PyDict_SetItem(runner_globals, str_current, pending) < 0 ||
-        PyDict_SetItem(runner_globals, str_pending_parent, prev) < 0) {
+        (parent != prev && PyDict_SetItem(runner_globals, str_pending_parent, prev) < 0)) {
         Py_DECREF(prev);
         return -1;
     }
