@@ -293,13 +293,15 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
     Py_XDECREF(encoded);
     Py_XDECREF(extra);
     self->state = ENDED;
-    PyObject *call_args[3] = {self->conn, (PyObject *)self, payload};
+    PyObject *conn = Py_NewRef(self->conn);
+    PyObject *call_args[3] = {conn, (PyObject *)self, payload};
     PyObject *result;
-    if (connection_type != NULL && PyObject_TypeCheck(self->conn, connection_type) &&
-        _PyType_Lookup(Py_TYPE(self->conn), str_finish_response) == finish_response_method)
-        result = Conn_finish_response(self->conn, call_args + 1, 2); /* not overridden: no method call */
+    if (connection_type != NULL && PyObject_TypeCheck(conn, connection_type) &&
+        _PyType_Lookup(Py_TYPE(conn), str_finish_response) == finish_response_method)
+        result = Conn_finish_response(conn, call_args + 1, 2); /* not overridden: no method call */
     else
         result = PyObject_VectorcallMethod(str_finish_response, call_args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(conn);
     Py_DECREF(payload);
     return result;
 }
@@ -549,7 +551,7 @@ static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyO
         }
     }
     PyObject *parent = PyDict_GetItemWithError(runner_globals, str_pending_parent);
-    if (PyDict_SetItem(runner_globals, str_current, pending) < 0 ||
+    if ((parent == NULL && PyErr_Occurred()) || PyDict_SetItem(runner_globals, str_current, pending) < 0 ||
         (parent != prev && PyDict_SetItem(runner_globals, str_pending_parent, prev) < 0)) {
         Py_DECREF(prev);
         return -1;
@@ -703,6 +705,8 @@ static int worker_set(PyObject *worker, PyObject *name, PyObject *value) {
     return dict != NULL ? PyDict_SetItem(dict, name, value) : PyObject_SetAttr(worker, name, value);
 }
 
+static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data);
+
 /* data_received(data): parse, answer what is complete, write the answers of this read at once. */
 static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
     if (!PyObject_TypeCheck(self, connection_type)) {
@@ -712,6 +716,14 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
     PyObject *worker = get_field(self, F_WORKER);
     Py_ssize_t size = PyObject_Length(data);
     if (worker == NULL || size < 0 || add_to_field(self, F_BYTES_IN, size) < 0) return NULL;
+    Py_INCREF(worker); /* handlers run below: hold what is used after them */
+    PyObject *result = serve_read(self, worker, data);
+    Py_DECREF(worker);
+    return result;
+}
+
+/* data_received's work once the bytes are counted. */
+static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
     PyObject *clock = worker_get(worker, str_clock);
     if (clock == NULL) return NULL;
     PyObject *last_time = get_field(self, F_LAST_TIME);
@@ -770,7 +782,7 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
             else rc = run_method1(queue, str_append, request);
         }
         set_field(self, F_OUT, Py_None);
-        PyObject *transport = field(self, F_TRANSPORT);
+        PyObject *transport = Py_XNewRef(field(self, F_TRANSPORT));
         Py_ssize_t pieces = PyList_GET_SIZE(out);
         if (rc == 0 && pieces > 0 && transport != NULL) {
             PyObject *payload = pieces == 1 ? Py_NewRef(PyList_GET_ITEM(out, 0)) : _PyBytes_Join(empty_bytes_object, out);
@@ -782,6 +794,7 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
         Py_DECREF(queue);
         if (queued < 0) rc = -1;
         if (rc == 0 && queued > MAX_QUEUED && transport != NULL) rc = run_method1(transport, str_pause_reading, NULL);
+        Py_XDECREF(transport);
         if (rc == 0) { /* the worker's request count; at max_request it recycles itself */
             PyObject *total = worker_get(worker, str_request_count);
             PyObject *delta = total == NULL ? NULL : PyLong_FromSsize_t(count);
@@ -840,18 +853,20 @@ static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_
     if (buffered == -1 && PyErr_Occurred()) return NULL;
     if (out != NULL && PyList_CheckExact(out) && buffered < FLUSH_SIZE && field(self, F_PAUSED_WRITING) == Py_False) {
         /* the common case: a response made while the received bytes are handled */
+        Py_INCREF(out);
         int closing = is_closing(transport);
-        if (closing < 0) return NULL;
-        ok = !closing;
-        if (ok) {
-            Py_ssize_t size = PyObject_Length(payload);
-            if (size < 0 || add_to_field(self, F_BYTES_OUT, size) < 0) return NULL;
-            PyObject *total = PyLong_FromSsize_t(buffered + size);
-            if (total == NULL) return NULL;
+        ok = closing == 0;
+        Py_ssize_t size = ok ? PyObject_Length(payload) : 0;
+        PyObject *total = ok && size >= 0 && add_to_field(self, F_BYTES_OUT, size) == 0
+                              ? PyLong_FromSsize_t(buffered + size)
+                              : NULL;
+        if (total != NULL) {
             set_field(self, F_OUT_SIZE, total);
             Py_DECREF(total);
-            if (PyList_Append(out, payload) < 0) return NULL;
         }
+        int failed = closing < 0 || (ok && (total == NULL || PyList_Append(out, payload) < 0));
+        Py_DECREF(out);
+        if (failed) return NULL;
     } else {
         PyObject *written = call_method1(self, str_write_method, payload);
         if (written == NULL) return NULL;
