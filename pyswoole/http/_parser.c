@@ -95,9 +95,14 @@ static int check_head(Parser *self, const char *reason) {
 /* -- llhttp callbacks ------------------------------------------------------------------------- */
 static int on_message_begin(llhttp_t *p) {
     Parser *self = PARSER(p);
-    RequestCore *request = (RequestCore *)self->factory->tp_new(self->factory, empty_tuple, NULL);
-    if (request == NULL) return fail_from_python(self);
-    Py_XSETREF(self->current, request);
+    PyObject *made = self->factory->tp_new(self->factory, empty_tuple, NULL);
+    if (made == NULL) return fail_from_python(self);
+    if (!PyObject_TypeCheck(made, request_type)) {
+        Py_DECREF(made);
+        PyErr_SetString(PyExc_TypeError, "the request factory made something that is not a request");
+        return fail_from_python(self);
+    }
+    Py_XSETREF(self->current, (RequestCore *)made);
     self->head_size = 0;
     self->url.len = self->field.len = self->value.len = 0;
     return 0;
