@@ -7,49 +7,35 @@ from setuptools import Extension, setup
 
 LLHTTP = "pyswoole/http/vendor/llhttp"
 
+REQUEST_H = "pyswoole/protocol/_request.h"  # the fields of a parsed request, shared by three modules
+RESPONSE_H = "pyswoole/http/_response.h"  # the fields of a response, shared by two
+
+
+def c_extension(name: str, sources: list[str], **options: object) -> Extension:
+    """A C extension of the package, built with the same flags as the others."""
+    return Extension(name, sources=sources, extra_compile_args=["-O2", "-std=gnu11"], **options)
+
+
 setup(
     ext_modules=[
-        Extension(
-            "pyswoole.shm._shm",
-            sources=["pyswoole/shm/_shm.c"],
-            extra_compile_args=["-O2", "-std=gnu11"],
-            libraries=["pthread"],
-        ),
-        Extension(
-            "pyswoole.protocol._websocket",
-            sources=["pyswoole/protocol/_websocket.c"],
-            extra_compile_args=["-O2", "-std=gnu11"],
-        ),
-        Extension(
-            "pyswoole.protocol._request",
-            sources=["pyswoole/protocol/_request.c"],
-            extra_compile_args=["-O2", "-std=gnu11"],
-        ),
-        Extension(
+        c_extension("pyswoole.shm._shm", ["pyswoole/shm/_shm.c"], libraries=["pthread"]),
+        c_extension("pyswoole.protocol._websocket", ["pyswoole/protocol/_websocket.c"]),
+        c_extension("pyswoole.protocol._request", ["pyswoole/protocol/_request.c"], depends=[REQUEST_H]),
+        c_extension(
             "pyswoole.http._parser",
-            sources=[
+            [
                 "pyswoole/http/_parser.c",
                 f"{LLHTTP}/src/api.c",
                 f"{LLHTTP}/src/http.c",
                 f"{LLHTTP}/src/llhttp.c",
             ],
             include_dirs=[f"{LLHTTP}/include"],
-            extra_compile_args=["-O2", "-std=gnu11"],
+            depends=[REQUEST_H],
         ),
-        Extension(
-            "pyswoole.coroutine._step",
-            sources=["pyswoole/coroutine/_step.c"],
-            extra_compile_args=["-O2", "-std=gnu11"],
+        c_extension("pyswoole.coroutine._step", ["pyswoole/coroutine/_step.c"]),
+        c_extension(
+            "pyswoole.http._response", ["pyswoole/http/_response.c"], depends=[REQUEST_H, RESPONSE_H]
         ),
-        Extension(
-            "pyswoole.http._response",
-            sources=["pyswoole/http/_response.c"],
-            extra_compile_args=["-O2", "-std=gnu11"],
-        ),
-        Extension(
-            "pyswoole.asgi._cycle",
-            sources=["pyswoole/asgi/_cycle.c"],
-            extra_compile_args=["-O2", "-std=gnu11"],
-        ),
+        c_extension("pyswoole.asgi._cycle", ["pyswoole/asgi/_cycle.c"], depends=[REQUEST_H, RESPONSE_H]),
     ]
 )

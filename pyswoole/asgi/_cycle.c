@@ -8,9 +8,8 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../http/_response.h"
 #include "../protocol/_request.h"
-
-enum { FRESH = 0, STREAMING = 1, ENDED = 2 };
 
 static PyTypeObject *request_type; /* pyswoole.protocol._request.RequestCore */
 static PyTypeObject *done_type;    /* Done */
@@ -18,7 +17,7 @@ static PyObject *done_none;        /* the Done of every call that returns None *
 
 /* Set by configure() */
 static PyTypeObject *response_type;                 /* pyswoole.http.response.Response */
-static Py_ssize_t state_offset, keep_alive_offset, status_offset; /* its fields (int, char, int) */
+static PyTypeObject *response_core_type;            /* pyswoole.http._response.ResponseCore */
 static PyObject *header_cache;                      /* dict: headers tuple -> (block, has_length, close) */
 static Py_ssize_t header_cache_size;
 static PyObject *header_lines;                      /* _header_lines(headers) */
@@ -38,13 +37,7 @@ static PyObject *str_http_version, *str_server, *str_client, *str_scheme, *str_m
 static PyObject *str_query_string, *str_state, *str_transport, *str_sockname, *str_get_extra_info, *str_host;
 static PyObject *empty_bytes, *crlf, *close_line, *keep_alive_line;
 
-static inline int *response_int(PyObject *response, Py_ssize_t offset) {
-    return (int *)((char *)response + offset);
-}
-
-static inline char *response_char(PyObject *response, Py_ssize_t offset) {
-    return (char *)response + offset;
-}
+#define RESPONSE(object) ((ResponseCore *)(object))
 
 /* -- Done: an awaitable that is complete from the start ------------------------------------- */
 
@@ -263,8 +256,8 @@ static int start(CycleCore *self, PyObject *message) {
     Py_XDECREF(lines);
     if (head == NULL) return -1;
     PyObject *response = self->response;
-    *response_int(response, status_offset) = (int)status;
-    if (close) *response_char(response, keep_alive_offset) = 0;
+    RESPONSE(response)->status_code = (int)status;
+    if (close) RESPONSE(response)->keep_alive = 0;
     Py_SETREF(self->head, head);
     PyObject *method = ((RequestCore *)self->request)->method;
     int no_body_status = status == 204 || status == 304;
@@ -282,12 +275,12 @@ static int is_http11(PyObject *version) {
 static int send_whole(CycleCore *self, PyObject *body) {
     PyObject *response = self->response;
     RequestCore *request = (RequestCore *)self->request;
-    *response_int(response, state_offset) = ENDED;
+    RESPONSE(response)->state = ENDED;
     char length[48];
     int length_len = 0;
     if (self->chunked) length_len = snprintf(length, sizeof length, "Content-Length: %zd\r\n", PyBytes_GET_SIZE(body));
     PyObject *tail;
-    if (!*response_char(response, keep_alive_offset)) tail = close_line;
+    if (!RESPONSE(response)->keep_alive) tail = close_line;
     else if (is_http11(request->version)) tail = crlf;
     else if (PyUnicode_CheckExact(request->version) && PyUnicode_CompareWithASCIIString(request->version, "1.0") == 0)
         tail = keep_alive_line;
@@ -321,7 +314,7 @@ static PyObject *Cycle_asgi_send(CycleCore *self, PyObject *message) {
         if (PyErr_Occurred()) return NULL;
         return call_python(self, str_send, message);
     }
-    int state = *response_int(self->response, state_offset);
+    int state = RESPONSE(self->response)->state;
     if (is_str(kind, str_start)) {
         if (self->head != Py_None || state != FRESH) return call_python(self, str_send, message);
         int done = start(self, message);
@@ -626,7 +619,7 @@ static int call_helper(PyObject *name, PyObject *const *args, Py_ssize_t nargs) 
 static int first_step_ended(CycleCore *cycle, PyObject *box, PyObject *exc) {
     PyObject *args[2] = {(PyObject *)cycle, exc};
     if (exc != NULL && call_helper(str_failed, args, 2) < 0) return -1;
-    if (*response_int(cycle->response, state_offset) != ENDED && call_helper(str_unfinished, args, 1) < 0) return -1;
+    if (RESPONSE(cycle->response)->state != ENDED && call_helper(str_unfinished, args, 1) < 0) return -1;
     if (box != Py_None) {
         PyObject *handoff = PyTuple_Check(box) && PyTuple_GET_SIZE(box) == 2 ? PyTuple_GET_ITEM(box, 1) : NULL;
         PyObject *result = handoff == NULL ? NULL : PyObject_CallMethodOneArg(handoff, str_append, Py_None);
@@ -854,18 +847,6 @@ static PyType_Spec Entry_spec = {
 
 /* -- configuration ------------------------------------------------------------------------------ */
 
-/* The offset of ``cls.<name>``, a member of the given type; -1 with TypeError otherwise. */
-static Py_ssize_t member_offset(PyObject *cls, const char *name, int type) {
-    PyObject *descr = PyObject_GetAttrString(cls, name);
-    if (descr == NULL) return -1;
-    Py_ssize_t offset = -1;
-    if (Py_IS_TYPE(descr, &PyMemberDescr_Type) && ((PyMemberDescrObject *)descr)->d_member->type == type)
-        offset = ((PyMemberDescrObject *)descr)->d_member->offset;
-    else PyErr_Format(PyExc_TypeError, "%s.%s is not a C field of the expected type", ((PyTypeObject *)cls)->tp_name, name);
-    Py_DECREF(descr);
-    return offset;
-}
-
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"response_class", "header_cache", "header_cache_size", "header_lines", "status_lines",
                                "status_line", "date_header", "scope_template", "methods", "port_addresses",
@@ -880,13 +861,17 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
                                      &address, &unquote_fn, &PyType_Type, &cycle_cls, &PyDict_Type, &module_dict,
                                      &PyDict_Type, &runner_dict, &box_maker))
         return NULL;
-    Py_ssize_t state = member_offset(response_cls, "state", T_INT);
-    Py_ssize_t keep_alive = state < 0 ? -1 : member_offset(response_cls, "keep_alive", T_BOOL);
-    Py_ssize_t status = keep_alive < 0 ? -1 : member_offset(response_cls, "status_code", T_INT);
-    if (status < 0) return NULL;
-    state_offset = state;
-    keep_alive_offset = keep_alive;
-    status_offset = status;
+    if (response_core_type == NULL) {
+        PyObject *module = PyImport_ImportModule("pyswoole.http._response");
+        PyObject *core = module == NULL ? NULL : PyObject_GetAttrString(module, "ResponseCore");
+        Py_XDECREF(module);
+        if (core == NULL) return NULL;
+        response_core_type = (PyTypeObject *)core;
+    }
+    if (!PyType_Check(response_cls) || !PyType_IsSubtype((PyTypeObject *)response_cls, response_core_type)) {
+        PyErr_SetString(PyExc_TypeError, "response_class must be a ResponseCore subclass");
+        return NULL;
+    }
     Py_XSETREF(response_type, (PyTypeObject *)Py_NewRef(response_cls));
     Py_XSETREF(header_cache, Py_NewRef(cache));
     header_cache_size = cache_size;

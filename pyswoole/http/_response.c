@@ -9,8 +9,7 @@
 #include <time.h>
 
 #include "../protocol/_request.h"
-
-enum { FRESH = 0, STREAMING = 1, ENDED = 2 };
+#include "_response.h"
 
 static PyTypeObject *request_type; /* pyswoole.protocol._request.RequestCore */
 
@@ -28,18 +27,6 @@ static PyObject *maybe_compress; /* pyswoole.http.compression.maybe_compress */
 static PyObject *str_connection, *str_content_type, *str_content_length, *str_transfer_encoding;
 static PyObject *str_options, *str_compression;
 static PyObject *str_compression_min_length, *str_set_header, *str_end, *str_finish_response, *str_http11;
-
-typedef struct {
-    PyObject_HEAD
-    PyObject *conn;
-    PyObject *request;
-    PyObject *reason;
-    PyObject *headers;
-    int status_code;
-    int state;
-    char keep_alive;
-    char detached;
-} ResponseCore;
 
 static int Core_init(ResponseCore *self, PyObject *args, PyObject *kwargs) {
     PyObject *conn, *request;
@@ -335,12 +322,9 @@ static PyObject *configure(PyObject *module, PyObject *args) {
     PyObject *names, *date, *line, *compress;
     if (!PyArg_ParseTuple(args, "O!OO!O", &PyDict_Type, &names, &date, &PyBytes_Type, &line, &compress))
         return NULL;
-    PyObject *raw = PyObject_GetAttrString((PyObject *)Py_TYPE(date), "raw");
-    if (raw == NULL) return NULL;
-    int valid = Py_IS_TYPE(raw, &PyMemberDescr_Type) && ((PyMemberDescrObject *)raw)->d_member->type == T_OBJECT_EX;
-    if (valid) date_raw_offset = ((PyMemberDescrObject *)raw)->d_member->offset;
-    Py_DECREF(raw);
-    if (!valid) return PyErr_Format(PyExc_TypeError, "the date header's raw must be a __slots__ field");
+    Py_ssize_t raw = member_offset((PyObject *)Py_TYPE(date), "raw", T_OBJECT_EX);
+    if (raw < 0) return NULL;
+    date_raw_offset = raw;
     Py_XSETREF(maybe_compress, Py_NewRef(compress));
     Py_XSETREF(canonical, Py_NewRef(names));
     Py_XSETREF(date_header, Py_NewRef(date));
@@ -931,24 +915,12 @@ static PyObject *bind_connection(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!O!O!O", &PyType_Type, &cls, &PyType_Type, &response_cls, &PyType_Type, &parser_cls,
                           &runner))
         return NULL;
-    PyObject *stopped = PyObject_GetAttrString(parser_cls, "stopped");
-    if (stopped == NULL) return NULL;
-    int valid = Py_IS_TYPE(stopped, &PyMemberDescr_Type) && ((PyMemberDescrObject *)stopped)->d_member->type == T_BOOL;
-    if (valid) parser_stopped_offset = ((PyMemberDescrObject *)stopped)->d_member->offset;
-    Py_DECREF(stopped);
-    if (!valid) return PyErr_Format(PyExc_TypeError, "the parser's stopped must be a T_BOOL member");
+    Py_ssize_t stopped = member_offset(parser_cls, "stopped", T_BOOL);
+    if (stopped < 0) return NULL;
+    parser_stopped_offset = stopped;
     Py_XSETREF(parser_type, (PyTypeObject *)Py_NewRef(parser_cls));
-    for (int i = 0; i < F_COUNT; i++) {
-        PyObject *descr = PyObject_GetAttrString(cls, field_names[i]);
-        if (descr == NULL) return NULL;
-        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-            Py_DECREF(descr);
-            return PyErr_Format(PyExc_TypeError, "%s.%s must be a __slots__ field", ((PyTypeObject *)cls)->tp_name,
-                                field_names[i]);
-        }
-        field_offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-    }
+    for (int i = 0; i < F_COUNT; i++)
+        if ((field_offsets[i] = member_offset(cls, field_names[i], T_OBJECT_EX)) < 0) return NULL;
     PyObject *globals = PyObject_GetAttrString(runner, "__dict__");
     if (globals == NULL) return NULL;
     PyObject *marker = PyDict_GetItemString(globals, "_PENDING");
