@@ -304,6 +304,21 @@ def test_stats_and_max_request_recycling(run_server):
     assert "worker_error" not in server.output()
 
 
+@pytest.mark.parametrize(
+    ("settings", "threshold", "frozen"),
+    [
+        ({"worker_num": 1}, 10_000, True),
+        ({"worker_num": 1, "gc_threshold": 2000, "gc_freeze": False}, 2000, False),
+    ],
+)
+def test_gc_settings_apply_in_the_worker(run_server, settings, threshold, frozen):
+    server = start_tcp(run_server, settings)
+    with connect(server.port) as sock:
+        state = json.loads(ask(sock, b"gc"))
+    assert state["threshold"][0] == threshold and state["enabled"]
+    assert (state["frozen"] > 1000) is frozen  # the modules and the server, frozen after start
+
+
 def test_max_conn_refuses_extra_connections(run_server):
     server = start_tcp(run_server, {"max_conn": 2, "worker_num": 1})
     with connect(server.port) as a, connect(server.port) as b:

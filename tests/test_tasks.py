@@ -34,6 +34,12 @@ def test_task_finish_taskwait_multi_and_co(run_server):
     assert json.loads(ask(server.port, b"co 3")) == [0, 1, 2, False]
 
 
+def test_gc_settings_apply_in_task_workers(run_server):
+    server = start(run_server, {"gc_threshold": 3000})
+    state = json.loads(ask(server.port, b"gc"))
+    assert state["threshold"][0] == 3000 and state["frozen"] > 1000
+
+
 def test_crashing_and_raising_tasks_are_reported(run_server):
     server = start(run_server)
     reply = ask(server.port, b"crash").decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 import resource
 from collections.abc import Callable, Mapping
@@ -76,6 +77,8 @@ SETTINGS: dict[str, Setting] = {
     "task_enable_coroutine": Setting(BOOL, False),
     "task_max_request": Setting(INT, 0, _not_negative),
     "task_queue_size": Setting(INT, 100_000, _positive),
+    "gc_threshold": Setting(INT, 10_000, _not_negative),
+    "gc_freeze": Setting(BOOL, True),
     # connections
     "max_conn": Setting(INT, None, _positive),
     "backlog": Setting(INT, 511, _positive),
@@ -160,3 +163,17 @@ def defaults(known: Mapping[str, Setting] = SETTINGS) -> dict[str, Any]:
     values["reactor_num"] = values["worker_num"]
     values["max_conn"] = default_max_conn()
     return values
+
+
+def tune_gc(settings: dict[str, Any]) -> None:
+    """Settle the cycle collector for a long-running worker, once it has started.
+
+    ``gc_freeze`` moves every object alive now (code, modules, the application's state) to the
+    permanent generation, so that full collections no longer walk them; ``gc_threshold`` is the
+    allocation count between young collections (Python's default of 700 makes a busy worker walk
+    the objects of its requests in flight every few dozen requests; 0 turns automatic collection off).
+    """
+    if settings["gc_freeze"]:
+        gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(settings["gc_threshold"], middle, old)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pyswoole.coroutine import runner
 from pyswoole.coroutine.runner import spawn
 from pyswoole.process.ipc import Mailbox
+from pyswoole.server.settings import tune_gc
 
 if TYPE_CHECKING:
     from pyswoole.process.supervisor import Child, Supervisor
@@ -228,6 +229,7 @@ class TaskWorker:
         callback = self.server.callbacks.get("worker_start")
         if callback is not None:
             spawn(callback, self.server, self.worker_id, name="worker_start")
+        tune_gc(self.server.setting)
         self._become_idle()
         await self._stopped
         while self.running:  # the task in hand finishes first

@@ -26,6 +26,7 @@ from pyswoole.process.ipc import Mailbox
 from pyswoole.server import master as master_messages
 from pyswoole.server import tls
 from pyswoole.server.connection import DatagramEndpoint, StreamConnection
+from pyswoole.server.settings import tune_gc
 from pyswoole.server.tasks import MSG_FINISH, MSG_TASK_WORKER_GONE, TaskClient
 from pyswoole.timer import Timer
 
@@ -125,6 +126,7 @@ class Worker:
         for port in self.server.ports:
             if not (self.process_mode and port.is_stream):  # the master accepts in PROCESS mode
                 await self._serve(port)
+        tune_gc(self.settings)
         if self.process_mode:
             self.mailbox.send(
                 self.server.master_pid,

@@ -6,6 +6,7 @@ Usage: command_server.py PORT_SPEC [SETTINGS_JSON]; PORT_SPEC is ``tcp:PORT``, `
 """
 
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -97,6 +98,10 @@ def on_packet(server, data, client_info):
     server.sendto(client_info["address"], client_info["port"], b"Server: " + data)
 
 
+def gc_state():
+    return {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}
+
+
 async def answer(server, fd, data):
     command, *args = data.decode(errors="replace").split()
     reply = None
@@ -116,6 +121,8 @@ async def answer(server, fd, data):
         reply = str(server.bind(int(args[0]), int(args[1])))
     elif command == "stats":
         reply = json.dumps(server.stats())
+    elif command == "gc":
+        reply = json.dumps(gc_state())
     elif command == "pipe":
         reply = str(server.send_message({"text": args[1]}, int(args[0])))
     elif command == "boom":
@@ -163,6 +170,7 @@ async def on_receive(server, fd, reactor_id, data):
         "exists",
         "bind",
         "stats",
+        "gc",
         "pipe",
         "boom",
         "sleep",

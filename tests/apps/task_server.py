@@ -6,6 +6,7 @@ Commands (one per chunk): ``echo X`` (task, result via finish), ``wait X`` (bloc
 worker), ``big MIB`` (round trip of a MIB-sized payload), ``slow SECONDS``.
 """
 
+import gc
 import json
 import os
 import sys
@@ -35,6 +36,8 @@ def on_task(server, task_id, src_worker_id, data):
         raise ValueError("task failed on purpose")
     if op == "slow":
         time.sleep(data["seconds"])
+    if op == "gc":
+        return {"threshold": gc.get_threshold(), "frozen": gc.get_freeze_count()}
     if op == "big":
         return {"size": len(data["payload"]), "tail": data["payload"][-4:], "back": data["payload"]}
     return {"echo": data.get("value"), "src": src_worker_id, "task_worker": server.worker_id, "op": op}
@@ -68,6 +71,8 @@ def on_receive(server, fd, reactor_id, data):
     elif command == "multi":
         results = server.task_wait_multi([{"op": "multi", "value": i} for i in range(int(args[0]))], 5)
         server.send(fd, json.dumps(sorted(r["echo"] for r in results.values())))
+    elif command == "gc":
+        server.send(fd, json.dumps(server.taskwait({"op": "gc"}, 5)))
     elif command == "raise":
         try:
             server.taskwait({"op": "raise"}, 5)
