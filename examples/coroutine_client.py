@@ -24,10 +24,10 @@ Fixed from the original:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from typing import Any
 
+import orjson
 from asyncmy.errors import MySQLError
 
 from pyswoole.db import MySQLConnection, mysql_pool
@@ -66,7 +66,6 @@ def main() -> None:
         conv={},
     )
     sql = args.mysql_query or f"SELECT * FROM {quote_identifier(args.mysql_table)}"
-    to_json = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per request
     pool = mysql_pool(**options, size=args.pool_size)  # opens nothing yet: each worker fills its own
 
     async def rows() -> list[dict[str, Any]]:
@@ -86,9 +85,9 @@ def main() -> None:
         except (OSError, MySQLError) as exc:
             log.error("query failed: %s: %s", type(exc).__name__, exc)
             response.status(503)
-            response.end(json.dumps({"error": str(exc)}))
+            response.end(orjson.dumps({"error": str(exc)}))
             return
-        response.end(to_json(body))
+        response.end(orjson.dumps(body))  # compact UTF-8 JSON, several times faster than json.dumps
 
     server = Server(args.host, args.port)
     server.set({"worker_num": args.workers})
