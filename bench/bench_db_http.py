@@ -51,6 +51,8 @@ from tests.db_servers import MariaDBServer
 RESULTS = BENCH_DIR / "results" / "db_http.md"
 #: What each request asks MariaDB (issue 10: one ``SELECT 1`` per request).
 QUERY = "SELECT 1 AS one"
+#: contender name suffix -> how the worker reaches MariaDB (TCP on 127.0.0.1, or its Unix socket)
+TRANSPORTS = {"": "tcp", "_unix": "socket"}
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -78,9 +80,13 @@ def contenders(mariadb: MariaDBServer, args: Any) -> list[Contender]:
     example = harness.pyswoole_source / "examples" / "coroutine_client.py"
     ready = answers(http_get("/"), b"HTTP/1.1 200")
     made = []
-    for name, port, extra in (("short", 18701, ["--short-connections"]), ("pooled", 18702, [])):
-        command = python_server(example, "--port", str(port), *common, *extra)
-        made.append(Contender(name, command, port, ready=ready))
+    port = 18701
+    for transport, reach in TRANSPORTS.items():
+        for mode, extra in (("short", ["--short-connections"]), ("pooled", [])):
+            via = ["--mysql-socket", mariadb.socket] if reach == "socket" else []
+            command = python_server(example, "--port", str(port), *common, *via, *extra)
+            made.append(Contender(f"{mode}{transport}", command, port, ready=ready))
+            port += 1
     return made
 
 
@@ -103,22 +109,36 @@ def measure(mariadb: MariaDBServer, args: Any) -> Any:
 
 def report(samples: dict[str, list[dict[str, float]]], args: Any) -> str:
     middle = medians(samples)
-    base = middle.get("short")
     rows = []
+    verdicts = []
     for name, figures in middle.items():
         rate = figures["requests_per_s"]
+        suffix = "".join(name.partition("_")[1:])  # the transport: "" or "_unix"
+        base = middle.get("short" + suffix)
+        ratio = rate / base["requests_per_s"] if base else None
         rows.append(
             [
                 name,
                 rate,
                 f"±{spread([s['requests_per_s'] for s in samples[name]]) * 100:.0f}%",
-                f"{rate / base['requests_per_s']:.1f}x" if base else "-",
+                f"{ratio:.2f}x" if ratio else "-",
                 figures["server_us_per_request"],
                 figures["db_us_per_request"],
                 int(sum(s["errors"] for s in samples[name])),
             ]
         )
-    header = ["mode", "requests/s", "spread", "vs short", "worker CPU µs/req", "MariaDB CPU µs/req", "errors"]
+        if name.startswith("pooled") and ratio:
+            met = "met" if ratio >= 5 else "NOT met"
+            verdicts.append(f"- {name} / short{suffix}: {ratio:.2f}x (target >= 5x: {met})")
+    header = [
+        "mode",
+        "requests/s",
+        "spread",
+        "vs short (same transport)",
+        "worker CPU µs/req",
+        "MariaDB CPU µs/req",
+        "errors",
+    ]
     parameters = {
         "wrk connections": args.connections,
         "pool size": args.pool_size,
@@ -129,7 +149,9 @@ def report(samples: dict[str, list[dict[str, float]]], args: Any) -> str:
     }
     note = (
         "`short` connects to MariaDB for every request and closes after it (the seed's "
-        "`coroutine_client.php`); `pooled` shares the worker's pool. Issue 10's target: pooled >= 5x short."
+        "`coroutine_client.php`); `pooled` shares the worker's pool. Without a suffix the worker reaches "
+        "MariaDB over TCP on 127.0.0.1, with `_unix` through its Unix socket (`--mysql-socket`). "
+        "Issue 10's target: pooled >= 5x short."
     )
     return "\n\n".join(
         [
@@ -140,6 +162,7 @@ def report(samples: dict[str, list[dict[str, float]]], args: Any) -> str:
                 parameters=parameters,
             ),
             markdown_table(header, rows),
+            "\n".join(verdicts),
             note,
         ]
     )

@@ -83,6 +83,13 @@ def test_short_connections_connect_for_every_request(mariadb: Any, demo_view: st
         assert int(mariadb.query(connections)[0][1]) - before == 5 + 1  # one per request, one ours
 
 
+def test_mysql_socket_instead_of_tcp(mariadb: Any, demo_view: str, run_server: Any) -> None:
+    url = start_demo(run_server, mariadb, demo_view, "--mysql-socket", mariadb.socket, "--mysql-port", "1")
+    with httpx.Client(timeout=5) as client:
+        for _ in range(3):  # port 1 would refuse: every answer came through the socket
+            assert client.get(url).json()[0]["name"] == "x"
+
+
 def test_mysql_query_replaces_the_table_read(mariadb: Any, demo_view: str, run_server: Any) -> None:
     url = start_demo(run_server, mariadb, demo_view, "--mysql-query", "SELECT 1 AS one, NULL AS nothing")
     with httpx.Client(timeout=5) as client:
