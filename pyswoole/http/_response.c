@@ -477,10 +477,23 @@ static int is_closing(PyObject *transport) {
     return closing;
 }
 
+/* time.monotonic(), as one float object shared by the calls within a millisecond: it becomes
+ * ``head_since`` of every connection that goes idle, which the housekeeping compares once a second
+ * with a timeout of seconds; a float per connection would be a cache miss at its next read
+ * (dropping the old value), a shared one stays in the cache. */
 static PyObject *monotonic(void) {
+    static PyObject *last;
+    static double last_value;
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return PyFloat_FromDouble((double)now.tv_sec + (double)now.tv_nsec * 1e-9);
+    double value = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+    if (last == NULL || value - last_value >= 1e-3) {
+        PyObject *fresh = PyFloat_FromDouble(value);
+        if (fresh == NULL) return NULL;
+        Py_XSETREF(last, fresh);
+        last_value = value;
+    }
+    return Py_NewRef(last);
 }
 
 /* runner._ended(prev), or its inlined common case (see runner.call). */
@@ -691,6 +704,41 @@ static int worker_set(PyObject *worker, PyObject *name, PyObject *value) {
 
 static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data);
 
+static PyObject *parser_feed_method; /* Parser.feed, the method descriptor */
+static PyCFunction parser_feed;      /* its C function */
+
+/* parser.feed(data): the C function called directly unless the parser's class replaces ``feed``. */
+static PyObject *feed(PyObject *parser, PyObject *data) {
+    if (parser_feed != NULL && PyObject_TypeCheck(parser, parser_type) &&
+        _PyType_Lookup(Py_TYPE(parser), str_feed) == parser_feed_method)
+        return parser_feed(parser, data);
+    return call_method1(parser, str_feed, data);
+}
+
+/* An empty list kept for the next read's ``out`` (see serve_read), or NULL. */
+static PyObject *spare_out;
+
+/* A list for ``out``: the spare one (which keeps the item space of its last use) or a new one. */
+static PyObject *take_out_list(void) {
+    PyObject *out = spare_out;
+    spare_out = NULL;
+    return out != NULL ? out : PyList_New(0);
+}
+
+/* Done with ``out`` (a reference is given): keep it as the spare list if nothing else holds it. */
+static void give_back_out_list(PyObject *out) {
+    if (spare_out != NULL || Py_REFCNT(out) != 1 || !PyList_CheckExact(out) ||
+        ((PyListObject *)out)->allocated > MAX_QUEUED) { /* (a long list: its space is not kept) */
+        Py_DECREF(out);
+        return;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(out);
+    PyObject **items = ((PyListObject *)out)->ob_item;
+    Py_SET_SIZE(out, 0); /* emptied before the items go: nothing else can reach the list */
+    for (Py_ssize_t i = 0; i < count; i++) Py_DECREF(items[i]);
+    spare_out = out;
+}
+
 /* data_received(data): parse, answer what is complete, write the answers of this read at once. */
 static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
     if (!PyObject_TypeCheck(self, connection_type)) {
@@ -728,7 +776,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
     if (parser == NULL) return NULL;
     if (parser == Py_None) Py_RETURN_NONE;
     Py_INCREF(parser);
-    PyObject *requests = call_method1(parser, str_feed, data);
+    PyObject *requests = feed(parser, data);
     if (requests == NULL) {
         Py_DECREF(parser);
         if (!PyErr_ExceptionMatches(http_error)) return NULL;
@@ -747,7 +795,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
     if (count > 0) {
         set_field(self, F_HEAD_SINCE, zero_float); /* whole requests arrived: the header clock stops */
         PyObject *queue = get_field(self, F_QUEUE);
-        PyObject *out = PyList_New(0);
+        PyObject *out = take_out_list();
         if (queue == NULL || out == NULL) {
             Py_XDECREF(out);
             Py_DECREF(requests);
@@ -773,7 +821,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
             rc = payload == NULL ? -1 : run_method1(transport, str_write_method, payload);
             Py_XDECREF(payload);
         }
-        Py_DECREF(out);
+        give_back_out_list(out);
         Py_ssize_t queued = rc == 0 ? PyObject_Length(queue) : 0;
         Py_DECREF(queue);
         if (queued < 0) rc = -1;
@@ -919,6 +967,15 @@ static PyObject *bind_connection(PyObject *module, PyObject *args) {
     if (stopped < 0) return NULL;
     parser_stopped_offset = stopped;
     Py_XSETREF(parser_type, (PyTypeObject *)Py_NewRef(parser_cls));
+    PyObject *feed_method = PyObject_GetAttrString(parser_cls, "feed");
+    if (feed_method == NULL) return NULL;
+    Py_XSETREF(parser_feed_method, feed_method);
+    parser_feed = NULL; /* a feed that is not a METH_O C function: called as a method */
+    if (Py_IS_TYPE(feed_method, &PyMethodDescr_Type)) {
+        PyMethodDef *def = ((PyMethodDescrObject *)feed_method)->d_method;
+        if ((def->ml_flags & (METH_O | METH_FASTCALL | METH_KEYWORDS | METH_NOARGS | METH_VARARGS)) == METH_O)
+            parser_feed = def->ml_meth;
+    }
     for (int i = 0; i < F_COUNT; i++)
         if ((field_offsets[i] = member_offset(cls, field_names[i], T_OBJECT_EX)) < 0) return NULL;
     PyObject *globals = PyObject_GetAttrString(runner, "__dict__");

@@ -131,14 +131,18 @@ class HttpConnection(ConnectionCore, StreamConnection):
         """What ``ConnectionCore`` needs to dispatch requests itself: ``(handler, URL prefixes of
         the static handler, handler is async)``; None when every request goes to ``_dispatch``."""
         options = self.options
-        if not options.eager or type(self)._dispatch is not HttpConnection._dispatch:
-            return None
-        prefixes: tuple[bytes, ...] | None = ()
-        if options.static is not None:
-            prefixes = options.static.url_prefixes  # None: any URL may be a file
-        if prefixes is None:
-            return None
-        return options.handler, prefixes, runner.is_async(options.handler)
+        cls = type(self)
+        if cls in options.routes:  # computed once per port and class, shared by its connections
+            return options.routes[cls]
+        route = None
+        if options.eager and cls._dispatch is HttpConnection._dispatch:
+            prefixes: tuple[bytes, ...] | None = ()
+            if options.static is not None:
+                prefixes = options.static.url_prefixes  # None: any URL may be a file
+            if prefixes is not None:
+                route = (options.handler, prefixes, runner.is_async(options.handler))
+        options.routes[cls] = route
+        return route
 
     # -- asyncio Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:

@@ -4,7 +4,7 @@ and run the ``request`` callback with a ``Request`` and a ``Response``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pyswoole.http.compression import DEFAULT_TYPES
@@ -68,6 +68,9 @@ class HttpOptions:
     header_timeout: float
     buffer_output_size: int
     static: StaticHandler | None
+    #: HttpConnection._fast_route() by connection class: one tuple that all the port's connections
+    #: share, so that reading it per request touches memory that is already in the CPU cache.
+    routes: dict[type, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Server(core.Server):
