@@ -290,41 +290,49 @@ static int Parser_init(Parser *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-static PyObject *Parser_feed(Parser *self, PyObject *data) {
+/* Parse ``data``, appending the requests it completes to the list ``messages``: 0, or -1 with an
+ * exception (the HttpError that stopped the parser, once no request before it is left). */
+static int feed_into(Parser *self, PyObject *data, PyObject *messages) {
     if (self->stopped) {
         if (self->error != Py_None) {
             PyErr_SetObject((PyObject *)Py_TYPE(self->error), self->error);
-            return NULL;
+            return -1;
         }
         if (self->upgrade_data != Py_None) {
             PyObject *joined = PyNumber_Add(self->upgrade_data, data);
-            if (joined == NULL) return NULL;
+            if (joined == NULL) return -1;
             Py_SETREF(self->upgrade_data, joined);
         }
-        return PyList_New(0);
+        return 0;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
-    PyObject *messages = PyList_New(0);
-    if (messages == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
+    const char *buf;
+    Py_ssize_t len;
+    int has_view = !PyBytes_CheckExact(data); /* bytes (what transports give) are read in place */
+    if (has_view) {
+        if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return -1;
+        buf = view.buf;
+        len = view.len;
+    } else {
+        buf = PyBytes_AS_STRING(data);
+        len = PyBytes_GET_SIZE(data);
     }
+    Py_ssize_t before = PyList_GET_SIZE(messages);
     self->messages = messages;
     Py_INCREF(self); /* callbacks may drop the last other reference */
-    llhttp_errno_t err = llhttp_execute(&self->parser, view.buf, (size_t)view.len);
+    llhttp_errno_t err = llhttp_execute(&self->parser, buf, (size_t)len);
     self->messages = NULL;
-    PyObject *result = messages;
+    int rc = 0;
+    Py_ssize_t count = PyList_GET_SIZE(messages) - before; /* requests completed by this feed */
+    PyObject *last = count > 0 ? PyList_GET_ITEM(messages, PyList_GET_SIZE(messages) - 1) : NULL;
     if (err == HPE_PAUSED_UPGRADE && self->parser.upgrade == 1) {
-        Py_ssize_t offset = llhttp_get_error_pos(&self->parser) - (const char *)view.buf;
+        Py_ssize_t offset = llhttp_get_error_pos(&self->parser) - buf;
         llhttp_resume_after_upgrade(&self->parser);
-        PyObject *rest = PyBytes_FromStringAndSize((const char *)view.buf + offset, view.len - offset);
-        if (rest == NULL) result = NULL;
+        PyObject *rest = PyBytes_FromStringAndSize(buf + offset, len - offset);
+        if (rest == NULL) rc = -1;
         else Py_SETREF(self->upgrade_data, rest);
         self->stopped = 1;
-        Py_ssize_t count = PyList_GET_SIZE(messages);
-        if (result != NULL && count > 0)
-            Py_SETREF(((RequestCore *)PyList_GET_ITEM(messages, count - 1))->upgrade, Py_NewRef(Py_True));
+        if (rc == 0 && last != NULL) Py_SETREF(((RequestCore *)last)->upgrade, Py_NewRef(Py_True));
     } else if (err != HPE_OK) {
         PyObject *failure = self->failure;
         self->failure = NULL;
@@ -337,10 +345,8 @@ static PyObject *Parser_feed(Parser *self, PyObject *data) {
             Py_XDECREF(reason);
             Py_DECREF(failure);
         } else {
-            Py_ssize_t count = PyList_GET_SIZE(messages);
-            int keep_alive = 1;
-            if (count > 0) keep_alive = ((RequestCore *)PyList_GET_ITEM(messages, count - 1))->keep_alive != Py_False;
-            if (count > 0 && !keep_alive && self->current == NULL) {
+            int keep_alive = last == NULL || ((RequestCore *)last)->keep_alive != Py_False;
+            if (last != NULL && !keep_alive && self->current == NULL) {
                 self->closed = self->stopped = 1; /* more sent after a request that ends the connection */
                 error = NULL;
             } else {
@@ -350,20 +356,36 @@ static PyObject *Parser_feed(Parser *self, PyObject *data) {
             }
         }
         if (error != NULL) stop_with(self, error);
-        else if (PyErr_Occurred()) result = NULL;
+        else if (PyErr_Occurred()) rc = -1;
     }
-    PyBuffer_Release(&view);
+    if (has_view) PyBuffer_Release(&view);
     Py_DECREF(self);
-    if (result == NULL) {
-        Py_DECREF(messages);
-        return NULL;
-    }
-    if (PyList_GET_SIZE(messages) == 0 && self->error != Py_None) {
-        Py_DECREF(messages);
+    if (rc < 0) return -1;
+    if (count == 0 && self->error != Py_None) {
         PyErr_SetObject((PyObject *)Py_TYPE(self->error), self->error);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Parser_feed(Parser *self, PyObject *data) {
+    PyObject *messages = PyList_New(0);
+    if (messages == NULL) return NULL;
+    if (feed_into(self, data, messages) < 0) {
+        Py_DECREF(messages);
         return NULL;
     }
     return messages;
+}
+
+/* feed_into(data, requests) */
+static PyObject *Parser_feed_into(Parser *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "feed_into(data, requests) needs bytes and a list");
+        return NULL;
+    }
+    if (feed_into(self, args[0], args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Parser_discard(Parser *self, PyObject *unused) {
@@ -414,6 +436,8 @@ static void Parser_dealloc(Parser *self) {
 static PyMethodDef Parser_methods[] = {
     {"feed", (PyCFunction)Parser_feed, METH_O,
      "Parse bytes; return the requests they completed (see pyswoole.http.parser)."},
+    {"feed_into", (PyCFunction)(void (*)(void))Parser_feed_into, METH_FASTCALL,
+     "feed_into(data, requests): feed(data), the requests appended to the list ``requests``."},
     {"discard", (PyCFunction)Parser_discard, METH_NOARGS,
      "Abort the body sink of a request that will not complete."},
     {NULL},

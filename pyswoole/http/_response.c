@@ -704,39 +704,52 @@ static int worker_set(PyObject *worker, PyObject *name, PyObject *value) {
 
 static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data);
 
-static PyObject *parser_feed_method; /* Parser.feed, the method descriptor */
-static PyCFunction parser_feed;      /* its C function */
+/* Empty lists kept for the next read's requests and ``out`` (see serve_read), or NULL. */
+static PyObject *spare_requests, *spare_out;
 
-/* parser.feed(data): the C function called directly unless the parser's class replaces ``feed``. */
-static PyObject *feed(PyObject *parser, PyObject *data) {
-    if (parser_feed != NULL && PyObject_TypeCheck(parser, parser_type) &&
-        _PyType_Lookup(Py_TYPE(parser), str_feed) == parser_feed_method)
-        return parser_feed(parser, data);
-    return call_method1(parser, str_feed, data);
+/* A list for one read: the spare one (which keeps the item space of its last use) or a new one. */
+static PyObject *take_list(PyObject **spare) {
+    PyObject *list = *spare;
+    *spare = NULL;
+    return list != NULL ? list : PyList_New(0);
 }
 
-/* An empty list kept for the next read's ``out`` (see serve_read), or NULL. */
-static PyObject *spare_out;
-
-/* A list for ``out``: the spare one (which keeps the item space of its last use) or a new one. */
-static PyObject *take_out_list(void) {
-    PyObject *out = spare_out;
-    spare_out = NULL;
-    return out != NULL ? out : PyList_New(0);
-}
-
-/* Done with ``out`` (a reference is given): keep it as the spare list if nothing else holds it. */
-static void give_back_out_list(PyObject *out) {
-    if (spare_out != NULL || Py_REFCNT(out) != 1 || !PyList_CheckExact(out) ||
-        ((PyListObject *)out)->allocated > MAX_QUEUED) { /* (a long list: its space is not kept) */
-        Py_DECREF(out);
+/* Done with a list taken for a read (a reference is given): emptied and kept as the spare one if
+ * nothing else holds it. */
+static void give_back_list(PyObject **spare, PyObject *list) {
+    if (*spare != NULL || Py_REFCNT(list) != 1 || !PyList_CheckExact(list) ||
+        ((PyListObject *)list)->allocated > MAX_QUEUED) { /* (a long list: its space is not kept) */
+        Py_DECREF(list);
         return;
     }
-    Py_ssize_t count = PyList_GET_SIZE(out);
-    PyObject **items = ((PyListObject *)out)->ob_item;
-    Py_SET_SIZE(out, 0); /* emptied before the items go: nothing else can reach the list */
+    Py_ssize_t count = PyList_GET_SIZE(list);
+    PyObject **items = ((PyListObject *)list)->ob_item;
+    Py_SET_SIZE(list, 0); /* emptied before the items go: nothing else can reach the list */
     for (Py_ssize_t i = 0; i < count; i++) Py_DECREF(items[i]);
-    spare_out = out;
+    if (*spare == NULL) *spare = list;
+    else Py_DECREF(list); /* the items' deallocation ran code that kept another list */
+}
+
+static PyObject *parser_feed_method; /* Parser.feed, the method descriptor */
+typedef PyObject *(*fastcall_function)(PyObject *, PyObject *const *, Py_ssize_t);
+static fastcall_function parser_feed_into; /* the C function of Parser.feed_into */
+
+/* parser.feed(data): the requests it completed (a list to give back with give_back_list), through
+ * the C function of ``Parser.feed_into`` unless the parser's class replaces ``feed``. */
+static PyObject *feed(PyObject *parser, PyObject *data) {
+    if (parser_feed_into == NULL || !PyObject_TypeCheck(parser, parser_type) ||
+        _PyType_Lookup(Py_TYPE(parser), str_feed) != parser_feed_method)
+        return call_method1(parser, str_feed, data);
+    PyObject *requests = take_list(&spare_requests);
+    if (requests == NULL) return NULL;
+    PyObject *args[2] = {data, requests};
+    PyObject *result = parser_feed_into(parser, args, 2);
+    if (result == NULL) {
+        give_back_list(&spare_requests, requests);
+        return NULL;
+    }
+    Py_DECREF(result);
+    return requests;
 }
 
 /* data_received(data): parse, answer what is complete, write the answers of this read at once. */
@@ -795,7 +808,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
     if (count > 0) {
         set_field(self, F_HEAD_SINCE, zero_float); /* whole requests arrived: the header clock stops */
         PyObject *queue = get_field(self, F_QUEUE);
-        PyObject *out = take_out_list();
+        PyObject *out = take_list(&spare_out);
         if (queue == NULL || out == NULL) {
             Py_XDECREF(out);
             Py_DECREF(requests);
@@ -821,7 +834,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
             rc = payload == NULL ? -1 : run_method1(transport, str_write_method, payload);
             Py_XDECREF(payload);
         }
-        give_back_out_list(out);
+        give_back_list(&spare_out, out);
         Py_ssize_t queued = rc == 0 ? PyObject_Length(queue) : 0;
         Py_DECREF(queue);
         if (queued < 0) rc = -1;
@@ -842,7 +855,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
             Py_XDECREF(total);
         }
     }
-    Py_DECREF(requests);
+    give_back_list(&spare_requests, requests);
     if (rc == 0) {
         int is_stopped;
         if (PyObject_TypeCheck(parser, parser_type)) {
@@ -968,14 +981,19 @@ static PyObject *bind_connection(PyObject *module, PyObject *args) {
     parser_stopped_offset = stopped;
     Py_XSETREF(parser_type, (PyTypeObject *)Py_NewRef(parser_cls));
     PyObject *feed_method = PyObject_GetAttrString(parser_cls, "feed");
-    if (feed_method == NULL) return NULL;
-    Py_XSETREF(parser_feed_method, feed_method);
-    parser_feed = NULL; /* a feed that is not a METH_O C function: called as a method */
-    if (Py_IS_TYPE(feed_method, &PyMethodDescr_Type)) {
-        PyMethodDef *def = ((PyMethodDescrObject *)feed_method)->d_method;
-        if ((def->ml_flags & (METH_O | METH_FASTCALL | METH_KEYWORDS | METH_NOARGS | METH_VARARGS)) == METH_O)
-            parser_feed = def->ml_meth;
+    PyObject *feed_into = feed_method == NULL ? NULL : PyObject_GetAttrString(parser_cls, "feed_into");
+    if (feed_into == NULL) {
+        Py_XDECREF(feed_method);
+        return NULL;
     }
+    Py_XSETREF(parser_feed_method, feed_method);
+    parser_feed_into = NULL; /* not the C method of _parser.c: every parser is fed through ``feed`` */
+    if (Py_IS_TYPE(feed_into, &PyMethodDescr_Type)) {
+        PyMethodDef *def = ((PyMethodDescrObject *)feed_into)->d_method;
+        if ((def->ml_flags & (METH_O | METH_FASTCALL | METH_KEYWORDS | METH_NOARGS | METH_VARARGS)) == METH_FASTCALL)
+            parser_feed_into = (fastcall_function)(void (*)(void))def->ml_meth;
+    }
+    Py_DECREF(feed_into);
     for (int i = 0; i < F_COUNT; i++)
         if ((field_offsets[i] = member_offset(cls, field_names[i], T_OBJECT_EX)) < 0) return NULL;
     PyObject *globals = PyObject_GetAttrString(runner, "__dict__");
