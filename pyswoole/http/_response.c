@@ -122,13 +122,26 @@ static PyObject *Core_header(ResponseCore *self, PyObject *const *args, Py_ssize
     Py_RETURN_TRUE;
 }
 
+/* "Content-Type" in headers (a dict): for the few headers of a response, a scan of the names is
+ * cheaper than a lookup. */
+static int has_content_type(PyObject *headers) {
+    Py_ssize_t pos = 0;
+    PyObject *name, *line;
+    while (PyDict_Next(headers, &pos, &name, &line)) {
+        if (name == str_content_type) return 1;
+        if (!PyUnicode_CheckExact(name)) return PyDict_Contains(headers, str_content_type); /* its own __eq__ */
+        if (PyUnicode_GET_LENGTH(name) == 12 && PyUnicode_Compare(name, str_content_type) == 0) return 1;
+    }
+    return 0;
+}
+
 /* True if ``end()`` of this response is the common case (see the top of the file), compression
  * aside. */
 static int is_plain_ok(ResponseCore *self) {
     if (self->state != FRESH || self->conn == Py_None || self->status_code != 200 || self->reason != Py_None ||
         !self->keep_alive || self->request == Py_None || !PyDict_CheckExact(self->headers))
         return 0;
-    int found = PyDict_Contains(self->headers, str_content_type);
+    int found = has_content_type(self->headers);
     if (found <= 0) return found;
     RequestCore *request = as_request(self->request);
     if (request == NULL) return -1;
@@ -432,20 +445,22 @@ static int known_compression(PyObject *conn, Py_ssize_t *minimum) {
     return *minimum == -1 && PyErr_Occurred() ? -1 : 1;
 }
 
+/* value + amount (a new reference) */
+static PyObject *add_count(PyObject *value, Py_ssize_t amount) {
+    int overflow = 1;
+    long long current = PyLong_CheckExact(value) ? PyLong_AsLongLongAndOverflow(value, &overflow) : 0;
+    if (!overflow && current >= 0 && current < (1LL << 62)) return PyLong_FromLongLong(current + amount);
+    PyObject *delta = PyLong_FromSsize_t(amount); /* not a plain int of a sane size: Python's addition */
+    PyObject *sum = delta == NULL ? NULL : PyNumber_Add(value, delta);
+    Py_XDECREF(delta);
+    return sum;
+}
+
 /* self.<which> += amount (Python ints) */
 static int add_to_field(PyObject *self, int which, Py_ssize_t amount) {
     PyObject *value = get_field(self, which);
     if (value == NULL) return -1;
-    PyObject *sum;
-    int overflow = 1;
-    long long current = PyLong_CheckExact(value) ? PyLong_AsLongLongAndOverflow(value, &overflow) : 0;
-    if (!overflow && current >= 0 && current < (1LL << 62)) {
-        sum = PyLong_FromLongLong(current + amount);
-    } else { /* not a plain int of a sane size: Python's addition */
-        PyObject *delta = PyLong_FromSsize_t(amount);
-        sum = delta == NULL ? NULL : PyNumber_Add(value, delta);
-        Py_XDECREF(delta);
-    }
+    PyObject *sum = add_count(value, amount);
     if (sum == NULL) return -1;
     set_field(self, which, sum);
     Py_DECREF(sum);
@@ -612,9 +627,15 @@ static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyO
 static int wants_static(RequestCore *request, PyObject *prefixes) {
     if (PyTuple_GET_SIZE(prefixes) == 0) return 0;
     PyObject *method = request->method;
-    int match = method == method_get || method == method_head ||
-                PyObject_RichCompareBool(method, method_get, Py_EQ) == 1 ||
+    int match;
+    if (PyBytes_CheckExact(method)) {
+        const char *name = PyBytes_AS_STRING(method);
+        Py_ssize_t length = PyBytes_GET_SIZE(method);
+        match = (length == 3 && memcmp(name, "GET", 3) == 0) || (length == 4 && memcmp(name, "HEAD", 4) == 0);
+    } else {
+        match = PyObject_RichCompareBool(method, method_get, Py_EQ) == 1 ||
                 PyObject_RichCompareBool(method, method_head, Py_EQ) == 1;
+    }
     if (!match) return 0;
     PyObject *url = request->url;
     int found = 0;
@@ -842,8 +863,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
         Py_XDECREF(transport);
         if (rc == 0) { /* the worker's request count; at max_request it recycles itself */
             PyObject *total = worker_get(worker, str_request_count);
-            PyObject *delta = total == NULL ? NULL : PyLong_FromSsize_t(count);
-            PyObject *sum = delta == NULL ? NULL : PyNumber_Add(total, delta);
+            PyObject *sum = total == NULL ? NULL : add_count(total, count);
             rc = sum == NULL ? -1 : worker_set(worker, str_request_count, sum);
             PyObject *limit = rc < 0 ? NULL : worker_get(worker, str_max_request);
             if (limit == NULL) rc = -1;
@@ -851,7 +871,6 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
                 rc = run_method1(worker, str_recycle, NULL);
             Py_XDECREF(limit);
             Py_XDECREF(sum);
-            Py_XDECREF(delta);
             Py_XDECREF(total);
         }
     }
