@@ -14,10 +14,15 @@ static PyObject *str_write, *str_close, *str_abort;
 static PyObject *version_10, *empty_bytes, *empty_tuple;
 static PyObject *method_names[64]; /* llhttp method -> bytes, made on first use */
 
-/* A growable byte buffer for a span that may arrive in pieces (URL, header name, header value). */
+/* A span that may arrive in pieces (URL, header name, header value). Its bytes are those of the
+ * data being parsed while it comes in one piece (``data`` points there: no copy, and no buffer of
+ * the parser's to touch), and are copied to the parser's growable buffer ``buf`` when a second
+ * piece arrives or the feed ends with the span unfinished (span_keep). */
 typedef struct {
-    char *data;
-    size_t len, cap;
+    const char *data;
+    size_t len;
+    char *buf;
+    size_t cap;
 } Span;
 
 typedef struct {
@@ -45,23 +50,44 @@ static llhttp_settings_t settings;
 
 #define PARSER(p) ((Parser *)(p)->data)
 
-static int span_add(Span *span, const char *at, size_t length) {
-    if (span->len + length > span->cap) {
+/* Room for ``size`` bytes in the span's buffer, its bytes moved there. */
+static int span_own(Span *span, size_t size) {
+    if (size > span->cap) {
         size_t cap = span->cap ? span->cap : 64;
-        while (cap < span->len + length) cap *= 2;
-        char *data = PyMem_Realloc(span->data, cap);
-        if (data == NULL) return -1;
-        span->data = data;
+        while (cap < size) cap *= 2;
+        char *buf = PyMem_Realloc(span->buf, cap);
+        if (buf == NULL) return -1;
+        if (span->data == span->buf) span->data = buf;
+        span->buf = buf;
         span->cap = cap;
     }
-    memcpy(span->data + span->len, at, length);
+    if (span->data != span->buf) {
+        memcpy(span->buf, span->data, span->len);
+        span->data = span->buf;
+    }
+    return 0;
+}
+
+static int span_add(Span *span, const char *at, size_t length) {
+    if (span->len == 0) { /* the first piece: kept where it is */
+        span->data = at;
+        span->len = length;
+        return 0;
+    }
+    if (span_own(span, span->len + length) < 0) return -1;
+    memcpy(span->buf + span->len, at, length);
     span->len += length;
     return 0;
 }
 
+/* The feed ends: an unfinished span's bytes go to its buffer (the data parsed goes away). */
+static int span_keep(Span *span) {
+    return span->len == 0 || span->data == span->buf ? 0 : span_own(span, span->len);
+}
+
 static void span_free(Span *span) {
-    PyMem_Free(span->data);
-    span->data = NULL;
+    PyMem_Free(span->buf);
+    span->data = span->buf = NULL;
     span->len = span->cap = 0;
 }
 
@@ -357,6 +383,11 @@ static int feed_into(Parser *self, PyObject *data, PyObject *messages) {
         }
         if (error != NULL) stop_with(self, error);
         else if (PyErr_Occurred()) rc = -1;
+    }
+    if (span_keep(&self->url) < 0 || span_keep(&self->field) < 0 || span_keep(&self->value) < 0) {
+        self->url.len = self->field.len = self->value.len = 0; /* nothing may point into the data */
+        if (rc == 0) PyErr_NoMemory();
+        rc = -1;
     }
     if (has_view) PyBuffer_Release(&view);
     Py_DECREF(self);
