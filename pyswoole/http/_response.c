@@ -931,6 +931,19 @@ static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_
         int failed = closing < 0 || (ok && (total == NULL || PyList_Append(out, payload) < 0));
         Py_DECREF(out);
         if (failed) return NULL;
+    } else if (out == Py_None && field(self, F_PAUSED_WRITING) == Py_False) {
+        /* a response finished later (its handler suspended): write it now, as ``write`` does */
+        int closing = is_closing(transport);
+        if (closing < 0) return NULL;
+        ok = !closing;
+        Py_ssize_t size = ok ? PyObject_Length(payload) : 0;
+        if (size < 0) return NULL;
+        if (ok) {
+            Py_INCREF(transport);
+            int failed = add_to_field(self, F_BYTES_OUT, size) < 0 || run_method1(transport, str_write_method, payload) < 0;
+            Py_DECREF(transport);
+            if (failed) return NULL;
+        }
     } else {
         PyObject *written = call_method1(self, str_write_method, payload);
         if (written == NULL) return NULL;
