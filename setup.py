@@ -9,6 +9,7 @@ LLHTTP = "pyswoole/http/vendor/llhttp"
 
 REQUEST_H = "pyswoole/protocol/_request.h"  # the fields of a parsed request, shared by three modules
 RESPONSE_H = "pyswoole/http/_response.h"  # the fields of a response, shared by two
+HEAP_TYPE_H = "pyswoole/_heap_type.h"  # the dealloc of the HTTP and ASGI modules' types
 
 
 def c_extension(name: str, sources: list[str], **options: object) -> Extension:
@@ -20,7 +21,9 @@ setup(
     ext_modules=[
         c_extension("pyswoole.shm._shm", ["pyswoole/shm/_shm.c"], libraries=["pthread"]),
         c_extension("pyswoole.protocol._websocket", ["pyswoole/protocol/_websocket.c"]),
-        c_extension("pyswoole.protocol._request", ["pyswoole/protocol/_request.c"], depends=[REQUEST_H]),
+        c_extension(
+            "pyswoole.protocol._request", ["pyswoole/protocol/_request.c"], depends=[REQUEST_H, HEAP_TYPE_H]
+        ),
         c_extension(
             "pyswoole.http._parser",
             [
@@ -30,12 +33,16 @@ setup(
                 f"{LLHTTP}/src/llhttp.c",
             ],
             include_dirs=[f"{LLHTTP}/include"],
-            depends=[REQUEST_H],
+            depends=[REQUEST_H, HEAP_TYPE_H],
         ),
         c_extension("pyswoole.coroutine._step", ["pyswoole/coroutine/_step.c"]),
         c_extension(
-            "pyswoole.http._response", ["pyswoole/http/_response.c"], depends=[REQUEST_H, RESPONSE_H]
+            "pyswoole.http._response",
+            ["pyswoole/http/_response.c"],
+            depends=[REQUEST_H, RESPONSE_H, HEAP_TYPE_H],
         ),
-        c_extension("pyswoole.asgi._cycle", ["pyswoole/asgi/_cycle.c"], depends=[REQUEST_H, RESPONSE_H]),
+        c_extension(
+            "pyswoole.asgi._cycle", ["pyswoole/asgi/_cycle.c"], depends=[REQUEST_H, RESPONSE_H, HEAP_TYPE_H]
+        ),
     ]
 )

@@ -8,6 +8,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../_heap_type.h"
 #include "../http/_response.h"
 #include "../protocol/_request.h"
 
@@ -143,11 +144,7 @@ static int Cycle_clear(CycleCore *self) {
 }
 
 static void Cycle_dealloc(CycleCore *self) {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    Cycle_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    heap_type_dealloc((PyObject *)self, (inquiry)Cycle_clear);
 }
 
 /* The fast paths need a configured module, a Response and a RequestCore. */
@@ -809,11 +806,7 @@ static int Entry_clear(Entry *self) {
 }
 
 static void Entry_dealloc(Entry *self) {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    Entry_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    heap_type_dealloc((PyObject *)self, (inquiry)Entry_clear);
 }
 
 static PyMemberDef Entry_members[] = {

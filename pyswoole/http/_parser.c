@@ -5,6 +5,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../_heap_type.h"
 #include "llhttp.h"
 #include "../protocol/_request.h"
 
@@ -454,14 +455,10 @@ static int Parser_clear(Parser *self) {
 }
 
 static void Parser_dealloc(Parser *self) {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    Parser_clear(self);
     span_free(&self->url);
     span_free(&self->field);
     span_free(&self->value);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    heap_type_dealloc((PyObject *)self, (inquiry)Parser_clear);
 }
 
 static PyMethodDef Parser_methods[] = {

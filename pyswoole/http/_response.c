@@ -8,6 +8,7 @@
 #include <structmember.h>
 #include <time.h>
 
+#include "../_heap_type.h"
 #include "../protocol/_request.h"
 #include "_response.h"
 
@@ -324,11 +325,7 @@ static int Core_clear(ResponseCore *self) {
 }
 
 static void Core_dealloc(ResponseCore *self) {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    Core_clear(self);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    heap_type_dealloc((PyObject *)self, (inquiry)Core_clear);
 }
 
 static PyObject *configure(PyObject *module, PyObject *args) {
@@ -915,35 +912,25 @@ static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_
     int ok;
     Py_ssize_t buffered = PyLong_AsSsize_t(out_size);
     if (buffered == -1 && PyErr_Occurred()) return NULL;
-    if (out != NULL && PyList_CheckExact(out) && buffered < FLUSH_SIZE && field(self, F_PAUSED_WRITING) == Py_False) {
-        /* the common case: a response made while the received bytes are handled */
-        Py_INCREF(out);
+    int batched = out != NULL && PyList_CheckExact(out) && buffered < FLUSH_SIZE;
+    if ((batched || out == Py_None) && field(self, F_PAUSED_WRITING) == Py_False) {
+        /* the common cases, as ``write`` does them: a response made while the received bytes are
+         * handled joins that read's answers; one finished later (its handler suspended) is written */
+        PyObject *sink = Py_NewRef(batched ? out : transport); /* held: is_closing runs a method */
         int closing = is_closing(transport);
         ok = closing == 0;
         Py_ssize_t size = ok ? PyObject_Length(payload) : 0;
-        PyObject *total = ok && size >= 0 && add_to_field(self, F_BYTES_OUT, size) == 0
-                              ? PyLong_FromSsize_t(buffered + size)
-                              : NULL;
-        if (total != NULL) {
-            set_field(self, F_OUT_SIZE, total);
-            Py_DECREF(total);
+        int failed = closing < 0 || size < 0 || (ok && add_to_field(self, F_BYTES_OUT, size) < 0);
+        if (!failed && ok && batched) {
+            PyObject *total = PyLong_FromSsize_t(buffered + size);
+            if (total != NULL) set_field(self, F_OUT_SIZE, total);
+            failed = total == NULL || PyList_Append(sink, payload) < 0;
+            Py_XDECREF(total);
+        } else if (!failed && ok) {
+            failed = run_method1(sink, str_write_method, payload) < 0;
         }
-        int failed = closing < 0 || (ok && (total == NULL || PyList_Append(out, payload) < 0));
-        Py_DECREF(out);
+        Py_DECREF(sink);
         if (failed) return NULL;
-    } else if (out == Py_None && field(self, F_PAUSED_WRITING) == Py_False) {
-        /* a response finished later (its handler suspended): write it now, as ``write`` does */
-        int closing = is_closing(transport);
-        if (closing < 0) return NULL;
-        ok = !closing;
-        Py_ssize_t size = ok ? PyObject_Length(payload) : 0;
-        if (size < 0) return NULL;
-        if (ok) {
-            Py_INCREF(transport);
-            int failed = add_to_field(self, F_BYTES_OUT, size) < 0 || run_method1(transport, str_write_method, payload) < 0;
-            Py_DECREF(transport);
-            if (failed) return NULL;
-        }
     } else {
         PyObject *written = call_method1(self, str_write_method, payload);
         if (written == NULL) return NULL;

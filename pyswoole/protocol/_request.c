@@ -5,6 +5,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include "../_heap_type.h"
 #include "_request.h"
 
 static PyObject *empty_bytes, *get_method, *version_11, *zero;
@@ -93,12 +94,8 @@ static int Request_clear(RequestCore *self) {
 }
 
 static void Request_dealloc(RequestCore *self) {
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    Request_clear(self);
     PyMem_Free(self->raw);
-    type->tp_free((PyObject *)self);
-    Py_DECREF(type);
+    heap_type_dealloc((PyObject *)self, (inquiry)Request_clear);
 }
 
 #define FIELD(name, doc) {#name, T_OBJECT_EX, offsetof(RequestCore, name), 0, doc}
