@@ -9,7 +9,8 @@ LLHTTP = "pyswoole/http/vendor/llhttp"
 
 REQUEST_H = "pyswoole/protocol/_request.h"  # the fields of a parsed request, shared by three modules
 RESPONSE_H = "pyswoole/http/_response.h"  # the fields of a response, shared by two
-HEAP_TYPE_H = "pyswoole/_heap_type.h"  # the dealloc of the HTTP and ASGI modules' types
+HEAP_TYPE_H = "pyswoole/_heap_type.h"  # the dealloc of the C modules' heap types
+RUNNER_STATE_H = "pyswoole/coroutine/_runner_state.h"  # the coroutine runner's state, shared by three
 
 
 def c_extension(name: str, sources: list[str], **options: object) -> Extension:
@@ -35,14 +36,18 @@ setup(
             include_dirs=[f"{LLHTTP}/include"],
             depends=[REQUEST_H, HEAP_TYPE_H],
         ),
-        c_extension("pyswoole.coroutine._step", ["pyswoole/coroutine/_step.c"]),
+        c_extension(
+            "pyswoole.coroutine._step", ["pyswoole/coroutine/_step.c"], depends=[HEAP_TYPE_H, RUNNER_STATE_H]
+        ),
         c_extension(
             "pyswoole.http._response",
             ["pyswoole/http/_response.c"],
-            depends=[REQUEST_H, RESPONSE_H, HEAP_TYPE_H],
+            depends=[REQUEST_H, RESPONSE_H, HEAP_TYPE_H, RUNNER_STATE_H],
         ),
         c_extension(
-            "pyswoole.asgi._cycle", ["pyswoole/asgi/_cycle.c"], depends=[REQUEST_H, RESPONSE_H, HEAP_TYPE_H]
+            "pyswoole.asgi._cycle",
+            ["pyswoole/asgi/_cycle.c"],
+            depends=[REQUEST_H, RESPONSE_H, HEAP_TYPE_H, RUNNER_STATE_H],
         ),
     ]
 )

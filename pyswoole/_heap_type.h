@@ -1,4 +1,4 @@
-/* What the package's heap types with garbage-collected fields share (the HTTP and ASGI modules). */
+/* What the package's heap types with garbage-collected fields share (HTTP, ASGI, the runner). */
 #ifndef PYSWOOLE_HEAP_TYPE_H
 #define PYSWOOLE_HEAP_TYPE_H
 #include <Python.h>

@@ -419,6 +419,48 @@ def test_response_common_case_in_c_gives_the_bytes_of_the_python_implementation(
         DATE.line, DATE.raw = line, raw
 
 
+@pytest.mark.parametrize("count", [1, 4, 7])
+def test_headers_kept_in_place_give_the_bytes_and_dict_of_the_python_implementation(count):
+    """ResponseCore keeps its first headers without a dict (made when ``headers`` is read or more
+    arrive) and reuses the line of a (name, value) pair it made lately: neither may change what
+    is sent, replacing a header included."""
+    from pyswoole.http import Request, Response
+    from pyswoole.http.response import DATE
+
+    line, raw = DATE.line, DATE.raw
+    try:
+        names = [f"x-h{i}" for i in range(count)]
+        sent = []
+        for rep in range(2):  # the second time, every line comes from the cache
+            request = Request()
+            fast, slow = CapturingConnection(), CapturingConnection()
+            responses = Response(fast, request), Response(slow, request)
+            responses[0].header("Content-Type", "text/plain")
+            responses[1]._set_header("Content-Type", "text/plain")
+            for name in names:
+                responses[0].header(name, "v")
+                responses[1]._set_header(name, "v")
+            responses[0].header("x-h0", "replaced")  # replaces in place, keeps its position
+            responses[1]._set_header("x-h0", "replaced")
+            if rep:
+                assert responses[0].headers == responses[1].headers  # made from the kept lines
+                responses[0].header("X-After", "1")
+                responses[1]._set_header("X-After", "1")
+            assert responses[0].end("body") and responses[1]._end("body")
+            assert fast.sent == slow.sent
+            assert fast.sent[0].count(b"X-H0: ") == 1 and b"X-H0: replaced\r\n" in fast.sent[0]
+            sent.append(fast.sent[0])
+        assert b"X-After" not in sent[0] and b"X-After: 1\r\n" in sent[1]
+        cleared = Response(CapturingConnection(), Request())
+        cleared.header("X-Gone", "1")
+        cleared.headers = None
+        assert cleared.headers is None
+        cleared.end("x")  # no Content-Type left: the Python implementation's default
+        assert b"X-Gone" not in cleared.conn.sent[0] and b"Content-Type: text/html" in cleared.conn.sent[0]
+    finally:
+        DATE.line, DATE.raw = line, raw
+
+
 def test_process_mode_reload_hands_idle_connections_over(tmp_path):
     import signal
 

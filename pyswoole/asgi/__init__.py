@@ -342,7 +342,7 @@ class ASGIHandler:
         assert conn is not None
         cycle = HttpCycle(conn, request, response)
         app = self.app(http_scope(request, self.state), cycle.asgi_receive, cycle.asgi_send)
-        if runner._current is not runner._PENDING:  # in a Task already
+        if runner._state.current is not runner._PENDING:  # in a Task already
             await _run(app, cycle)
             return
         rest = _first_step(cycle, app)

@@ -9,6 +9,7 @@
 #include <structmember.h>
 
 #include "../_heap_type.h"
+#include "../coroutine/_runner_state.h"
 #include "../http/_response.h"
 #include "../protocol/_request.h"
 
@@ -584,7 +585,8 @@ static PyTypeObject *cycle_class;  /* pyswoole.asgi.HttpCycle */
 static PyTypeObject *cycle_core_type; /* CycleCore */
 static PyObject *asgi_globals;     /* pyswoole.asgi.__dict__ */
 static PyObject *runner_globals;   /* pyswoole.coroutine.runner.__dict__ */
-static PyObject *str_ready, *str_app, *str_call, *str_current, *str_pending, *str_pending_parent, *str_continue;
+static RunnerState *runner_state;  /* pyswoole.coroutine.runner._state */
+static PyObject *str_ready, *str_app, *str_call, *str_pending, *str_continue;
 static PyObject *str_failed, *str_unfinished, *str_carry_on, *str_append;
 
 typedef struct {
@@ -629,7 +631,7 @@ static int first_step_ended(CycleCore *cycle, PyObject *box, PyObject *exc) {
     return 0;
 }
 
-/* While an application takes its first step in place: the runner's ``_pending_parent`` of that
+/* While an application takes its first step in place: the runner's ``pending_parent`` of that
  * step (tells it from coroutines it starts itself), NULL otherwise; and the Task given to the
  * application during that step with the hand-over list it reads, (task, list), or None. */
 static PyObject *step_parent, *step_box;
@@ -639,8 +641,7 @@ static PyObject *new_box; /* _new_box(): a (task, list) for the running step */
  * that awaits the rest. Asked for the current task meanwhile (``promote``), the application gets a
  * real one, which then runs the rest. */
 static PyObject *first_step(CycleCore *cycle, PyObject *app) {
-    PyObject *parent = global(runner_globals, str_pending_parent);
-    if (parent == NULL) return NULL;
+    PyObject *parent = runner_state->pending_parent;
     PyObject *outer_parent = step_parent, *outer_box = step_box; /* steps nest: keep the outer one's */
     step_parent = Py_NewRef(parent);
     step_box = Py_NewRef(Py_None);
@@ -698,11 +699,9 @@ static PyObject *first_step_function(PyObject *module, PyObject *const *args, Py
 /* promote(): see pyswoole.asgi._promote. */
 static PyObject *promote(PyObject *module, PyObject *unused) {
     if (step_parent == NULL || runner_globals == NULL) Py_RETURN_NONE;
-    PyObject *current = global(runner_globals, str_current);
-    PyObject *pending = current == NULL ? NULL : global(runner_globals, str_pending);
-    PyObject *parent = pending == NULL ? NULL : global(runner_globals, str_pending_parent);
-    if (parent == NULL) return NULL;
-    if (current != pending || parent != step_parent) Py_RETURN_NONE;
+    PyObject *pending = global(runner_globals, str_pending);
+    if (pending == NULL) return NULL;
+    if (runner_state->current != pending || runner_state->pending_parent != step_parent) Py_RETURN_NONE;
     if (step_box == Py_None) {
         PyObject *box = PyObject_CallNoArgs(new_box);
         if (box == NULL) return NULL;
@@ -726,10 +725,9 @@ static PyObject *Entry_vectorcall(Entry *self, PyObject *const *args, size_t nar
         if (ready == NULL) return NULL;
         plain = ready == Py_None;
         Py_DECREF(ready);
-        PyObject *current = plain ? global(runner_globals, str_current) : NULL;
-        PyObject *pending = current == NULL ? NULL : global(runner_globals, str_pending);
+        PyObject *pending = plain ? global(runner_globals, str_pending) : NULL;
         if (plain && pending == NULL) return NULL;
-        plain = plain && current == pending;
+        plain = plain && runner_state->current == pending;
         state = plain ? PyObject_GetAttr(self->handler, str_state) : NULL;
         if (plain && state == NULL) return NULL;
     }
@@ -883,6 +881,9 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     }
     Py_XSETREF(cycle_class, (PyTypeObject *)Py_NewRef(cycle_cls));
     Py_XSETREF(asgi_globals, Py_NewRef(module_dict));
+    PyObject *state = runner_state_of(runner_dict);
+    if (state == NULL) return NULL;
+    Py_XSETREF(runner_state, (RunnerState *)state);
     Py_XSETREF(runner_globals, Py_NewRef(runner_dict));
     Py_XSETREF(new_box, Py_NewRef(box_maker));
     Py_RETURN_NONE;
@@ -946,9 +947,7 @@ PyMODINIT_FUNC PyInit__cycle(void) {
     INTERN(str_ready, "ready");
     INTERN(str_app, "app");
     INTERN(str_call, "__call__");
-    INTERN(str_current, "_current");
     INTERN(str_pending, "_PENDING");
-    INTERN(str_pending_parent, "_pending_parent");
     INTERN(str_continue, "_continue");
     INTERN(str_failed, "_failed");
     INTERN(str_unfinished, "_unfinished");

@@ -80,12 +80,12 @@ promote: Callable[[], asyncio.Task | None] | None = None
 
 def current_task(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task | None:
     """``asyncio.current_task``, which also knows the coroutine of an eager step."""
-    if promote is not None and runner._current is not None:
+    if promote is not None and runner._state.current is not None:
         promoted = promote()
         if promoted is not None:
             return promoted
     task = _original_current_task(loop)
-    if task is None and runner._current is not None:
+    if task is None and runner._state.current is not None:
         record = runner.current()
         if record is not None:
             if isinstance(record, asyncio.Task):

@@ -7,7 +7,7 @@ takes the coroutine over as it is: see ``_reyieldable``). A coroutine that never
 no task and no record: a ``Coroutine`` record is made only if something asks for it (``get_cid``,
 ``defer``, ``get_context``, a child coroutine) and is moved into the task if it suspends later.
 
-Which coroutine is running: during an eager step the module global ``_current`` says so; inside a
+Which coroutine is running: during an eager step ``_state.current`` says so; inside a
 task it is ``asyncio.current_task()``. Plain (non-async) functions run in greenlets (see
 ``bridge``) when given to ``go()``, or to ``spawn()`` once runtime hooks are on.
 """
@@ -27,7 +27,7 @@ from collections.abc import Callable, Generator
 from collections.abc import Coroutine as CoroutineABC
 from typing import Any
 
-from pyswoole.coroutine._step import FINISHED
+from pyswoole.coroutine._step import FINISHED, RunnerState
 from pyswoole.coroutine._step import step as _send
 
 log = logging.getLogger("pyswoole")
@@ -72,14 +72,16 @@ Record = Coroutine | CoTask
 
 
 class _Pending:
-    """Marker in ``_current``: inside an eager step whose record is not made yet."""
+    """Marker in ``_state.current``: inside an eager step whose record is not made yet."""
 
     __slots__ = ()
 
 
 _PENDING: Any = _Pending()
-_current: Any = None  # None, _PENDING or a Coroutine: who runs an eager step right now
-_pending_parent: Record | None = None  # parent of the _PENDING coroutine (None: the current task)
+#: ``current``: None, _PENDING or a Coroutine, who runs an eager step right now; ``pending_parent``:
+#: the parent of the _PENDING coroutine (None: the current task). C fields: the HTTP paths in C
+#: read and write them too.
+_state = RunnerState()
 _pending_cid = 0  # cid given out by go() to the _PENDING coroutine (0 once used, and otherwise)
 _num = 0
 _peak = 0
@@ -109,20 +111,20 @@ def _parent_cid(parent: Record | None) -> int:
 
 def _materialize() -> Coroutine:
     """Make the record of the coroutine in the current eager step."""
-    global _current, _pending_cid, _num, _peak
-    rec = Coroutine(_pending_cid or next(_cids), _parent_cid(_pending_parent))
+    global _pending_cid, _num, _peak
+    rec = Coroutine(_pending_cid or next(_cids), _parent_cid(_state.pending_parent))
     _pending_cid = 0
     _num += 1
     if _num > _peak:
         _peak = _num
     _live[rec.cid] = rec
-    _current = rec
+    _state.current = rec
     return rec
 
 
 def current() -> Record | None:
     """The record of the running coroutine, or None outside coroutines."""
-    cur = _current
+    cur = _state.current
     if cur is _PENDING:
         return _materialize()
     if cur is not None:
@@ -132,9 +134,9 @@ def current() -> Record | None:
 
 def _finish(rec: Record) -> None:
     """The coroutine has ended (returned, raised or was cancelled): run its defers, forget it."""
-    global _num, _current
+    global _num
     if rec.defers:
-        saved, _current = _current, rec
+        saved, _state.current = _state.current, rec
         try:
             defers = rec.defers
             while defers:
@@ -148,7 +150,7 @@ def _finish(rec: Record) -> None:
                         "defer in coroutine %d raised %s: %s", rec.cid, type(exc).__name__, exc, exc_info=True
                     )
         finally:
-            _current = saved
+            _state.current = saved
     _num -= 1
     _live.pop(rec.cid, None)
 
@@ -202,9 +204,9 @@ def _resume(cid: int, coro: CoroutineABC[Any, Any, Any], yielded: Any) -> Genera
 
 def _ended(prev: Any) -> None:
     """The coroutine of the eager step finished without suspending; ``prev`` runs again."""
-    global _current, _pending_cid
-    rec = _current
-    _current = prev
+    global _pending_cid
+    rec = _state.current
+    _state.current = prev
     _pending_cid = 0
     if rec is not _PENDING:
         _finish(rec)
@@ -212,9 +214,9 @@ def _ended(prev: Any) -> None:
 
 def _failed(prev: Any, exc: BaseException) -> None:
     """The coroutine of the eager step raised: log it (an Exception) and finish it."""
-    global _current, _pending_cid
-    rec = _current if _current is not _PENDING else _materialize()
-    _current = prev
+    global _pending_cid
+    rec = _state.current if _state.current is not _PENDING else _materialize()
+    _state.current = prev
     _pending_cid = 0
     if isinstance(exc, Exception):
         _log_failure(rec, exc)
@@ -232,9 +234,9 @@ def _take_over(
     """The coroutine of the eager step suspended on ``yielded``: a task takes it over and becomes
     its record; ``prev`` runs again. With ``wrap``, the task runs ``wrap(rest, *wrap_args)``,
     where ``rest`` awaits the remainder of ``coro``."""
-    global _current, _pending_cid, _peak, _num
-    pending = _current
-    _current = prev
+    global _pending_cid, _peak, _num
+    pending = _state.current
+    _state.current = prev
     loop = _get_running_loop()
     if loop is None:
         _pending_cid = 0
@@ -242,7 +244,7 @@ def _take_over(
         raise RuntimeError("a coroutine can only suspend inside a running event loop")
     if pending is _PENDING:
         cid = _pending_cid or next(_cids)
-        parent = _pending_parent or _current_task(loop)
+        parent = _state.pending_parent or _current_task(loop)
         pcid = parent.cid if type(parent) is CoTask or type(parent) is Coroutine else -1
         context = defers = None
         _num += 1
@@ -277,12 +279,12 @@ def _step(coro: CoroutineABC[Any, Any, Any], cid: int, name: str | None) -> CoTa
 
     ``cid`` is the cid already given out (0: allocate one if it is ever needed).
     """
-    global _current, _pending_parent, _pending_cid
-    prev = _current
+    global _pending_cid
+    prev = _state.current
     if prev is _PENDING:
         prev = _materialize()
-    _current = _PENDING
-    _pending_parent = prev
+    _state.current = _PENDING
+    _state.pending_parent = prev
     _pending_cid = cid
     try:
         yielded = _send(coro)
@@ -363,16 +365,15 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str = "callback") -> asyncio
     ``async def`` functions are stepped eagerly. Plain functions run inline, or in a greenlet once
     runtime hooks are enabled (so hooked blocking calls in them suspend only this coroutine).
     """
-    global _current, _pending_parent
     if plain_in_greenlet and not is_async(fn):
         from pyswoole.coroutine.bridge import run_plain
 
         return _step(run_plain(fn, args), 0, name)
-    prev = _current
+    prev = _state.current
     if prev is _PENDING:
         prev = _materialize()
-    _current = _PENDING
-    _pending_parent = prev
+    _state.current = _PENDING
+    _state.pending_parent = prev
     try:
         coro = fn(*args)  # a plain function has run and ended here
         yielded = _send(coro) if type(coro) is types.CoroutineType else FINISHED
@@ -383,8 +384,8 @@ def spawn(fn: Callable[..., Any], *args: Any, name: str = "callback") -> asyncio
         _failed(prev, exc)
         raise
     if yielded is FINISHED:
-        if _current is _PENDING:  # (inlined _ended: the hot path of every event)
-            _current = prev
+        if _state.current is _PENDING:  # (inlined _ended: the hot path of every event)
+            _state.current = prev
         else:
             _ended(prev)
         return None
@@ -404,12 +405,11 @@ def call(
     ``wrap(rest, *wrap_args)``, where awaiting ``rest`` gives the rest of the coroutine's result
     or exception. Return that task, or None if ``fn`` finished at once.
     """
-    global _current, _pending_parent
-    prev = _current
+    prev = _state.current
     if prev is _PENDING:
         prev = _materialize()
-    _current = _PENDING
-    _pending_parent = prev
+    _state.current = _PENDING
+    _state.pending_parent = prev
     try:
         coro = fn(*args)  # a plain function has run and ended here
         yielded = _send(coro) if type(coro) is types.CoroutineType else FINISHED
@@ -417,8 +417,8 @@ def call(
         _ended(prev)
         raise
     if yielded is FINISHED:
-        if _current is _PENDING:
-            _current = prev
+        if _state.current is _PENDING:
+            _state.current = prev
         else:
             _ended(prev)
         return None

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../_heap_type.h"
+#include "../coroutine/_runner_state.h"
 #include "../protocol/_request.h"
 #include "_response.h"
 
@@ -91,58 +92,139 @@ static PyObject *header_line(PyObject *key, PyObject *value) {
     return line;
 }
 
+/* The header dict of a response, made from the lines kept in place (``few``) if there are any:
+ * borrowed; None when the response has no headers. */
+static PyObject *headers_dict(ResponseCore *self) {
+    if (self->few_count == 0) return self->headers;
+    PyObject *headers = PyDict_New();
+    if (headers == NULL) return NULL;
+    for (int i = 0; i < self->few_count; i++)
+        if (PyDict_SetItem(headers, self->few_names[i], self->few_lines[i]) < 0) {
+            Py_DECREF(headers);
+            return NULL;
+        }
+    for (int i = 0; i < self->few_count; i++) {
+        Py_CLEAR(self->few_names[i]);
+        Py_CLEAR(self->few_lines[i]);
+    }
+    self->few_count = 0;
+    Py_SETREF(self->headers, headers);
+    return headers;
+}
+
+static int same_name(PyObject *a, PyObject *b) {
+    return a == b || (PyUnicode_GET_LENGTH(a) == PyUnicode_GET_LENGTH(b) && PyUnicode_Compare(a, b) == 0);
+}
+
+/* Set the line of the canonical header ``name``: in place while the response has few headers,
+ * else in its dict. */
+static int store_header(ResponseCore *self, PyObject *name, PyObject *line) {
+    if (self->headers == Py_None) {
+        for (int i = 0; i < self->few_count; i++)
+            if (same_name(self->few_names[i], name)) {
+                Py_SETREF(self->few_lines[i], Py_NewRef(line));
+                return 0;
+            }
+        if (self->few_count < FEW_HEADERS) {
+            self->few_names[self->few_count] = Py_NewRef(name);
+            self->few_lines[self->few_count] = Py_NewRef(line);
+            self->few_count++;
+            return 0;
+        }
+        PyObject *headers = headers_dict(self);
+        if (headers == NULL) return -1;
+    }
+    return PyDict_SetItem(self->headers, name, line);
+}
+
+/* Header lines made lately, by the (name, value) objects given to ``header()``: handlers pass the
+ * same literals again and again, so a line is found by identity instead of being made again. The
+ * entries hold their objects, so an address seen here cannot belong to another object meanwhile. */
+#define LINE_CACHE_SIZE 16
+static struct {
+    PyObject *given, *value, *name, *line;
+} line_cache[LINE_CACHE_SIZE];
+
 /* header(key, value, format=True) */
 static PyObject *Core_header(ResponseCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     if (self->state != FRESH) Py_RETURN_FALSE;
-    if (nargs != 2 || kwnames != NULL || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1]))
+    if (nargs != 2 || kwnames != NULL || !PyUnicode_CheckExact(args[0]) || !PyUnicode_CheckExact(args[1]) ||
+        (self->headers != Py_None && !PyDict_CheckExact(self->headers)))
         return fall_back(self, str_set_header, args, nargs, kwnames);
-    PyObject *key = PyDict_GetItemWithError(canonical, args[0]);
+    PyObject *given = args[0], *value = args[1];
+    size_t slot = (((uintptr_t)given >> 4) ^ ((uintptr_t)value >> 4)) % LINE_CACHE_SIZE;
+    if (line_cache[slot].given == given && line_cache[slot].value == value) {
+        if (store_header(self, line_cache[slot].name, line_cache[slot].line) < 0) return NULL;
+        Py_RETURN_TRUE;
+    }
+    PyObject *key = PyDict_GetItemWithError(canonical, given);
     if (key == NULL) {
         if (PyErr_Occurred()) return NULL;
         return fall_back(self, str_set_header, args, nargs, kwnames);
     }
-    PyObject *value = args[1];
-    if (is_special(key) || has_line_break(value))
+    if (!PyUnicode_CheckExact(key) || is_special(key) || has_line_break(value))
         return fall_back(self, str_set_header, args, nargs, kwnames);
     PyObject *line = header_line(key, value);
     if (line == NULL) return NULL;
-    if (self->headers == Py_None) {
-        PyObject *headers = PyDict_New();
-        if (headers == NULL) {
-            Py_DECREF(line);
-            return NULL;
-        }
-        Py_SETREF(self->headers, headers);
-    } else if (!PyDict_CheckExact(self->headers)) {
-        Py_DECREF(line);
-        return fall_back(self, str_set_header, args, nargs, kwnames);
-    }
-    int rc = PyDict_SetItem(self->headers, key, line);
+    Py_INCREF(key); /* held: the cache entry replaced below may be its last holder */
+    Py_XSETREF(line_cache[slot].given, Py_NewRef(given));
+    Py_XSETREF(line_cache[slot].value, Py_NewRef(value));
+    Py_XSETREF(line_cache[slot].name, Py_NewRef(key));
+    Py_XSETREF(line_cache[slot].line, Py_NewRef(line));
+    int rc = store_header(self, key, line);
+    Py_DECREF(key);
     Py_DECREF(line);
     if (rc < 0) return NULL;
     Py_RETURN_TRUE;
 }
 
-/* "Content-Type" in headers (a dict): for the few headers of a response, a scan of the names is
- * cheaper than a lookup. */
-static int has_content_type(PyObject *headers) {
+/* The next header line of a response (from ``few`` or its dict; ``*pos`` starts at 0): 1, or 0 at
+ * the end. */
+static int next_line(ResponseCore *self, Py_ssize_t *pos, PyObject **name, PyObject **line) {
+    if (self->few_count > 0) {
+        if (*pos >= self->few_count) return 0;
+        *name = self->few_names[*pos];
+        *line = self->few_lines[*pos];
+        (*pos)++;
+        return 1;
+    }
+    return PyDict_Check(self->headers) && PyDict_Next(self->headers, pos, name, line);
+}
+
+/* "Content-Type" among the response's headers: for the few headers of a response, a scan of the
+ * names is cheaper than a lookup. */
+static int has_content_type(ResponseCore *self) {
     Py_ssize_t pos = 0;
     PyObject *name, *line;
-    while (PyDict_Next(headers, &pos, &name, &line)) {
+    while (next_line(self, &pos, &name, &line)) {
         if (name == str_content_type) return 1;
-        if (!PyUnicode_CheckExact(name)) return PyDict_Contains(headers, str_content_type); /* its own __eq__ */
-        if (PyUnicode_GET_LENGTH(name) == 12 && PyUnicode_Compare(name, str_content_type) == 0) return 1;
+        if (!PyUnicode_CheckExact(name)) return PyDict_Contains(self->headers, str_content_type); /* its own __eq__ */
+        if (same_name(name, str_content_type)) return 1;
     }
     return 0;
+}
+
+/* The UTF-8 text of a header line (str). */
+static const char *line_text(PyObject *line, Py_ssize_t *size) {
+    if (PyUnicode_CheckExact(line) && PyUnicode_IS_COMPACT_ASCII(line)) {
+        *size = PyUnicode_GET_LENGTH(line);
+        return (const char *)PyUnicode_DATA(line);
+    }
+    if (!PyUnicode_Check(line)) {
+        PyErr_SetString(PyExc_TypeError, "header lines must be str");
+        return NULL;
+    }
+    return PyUnicode_AsUTF8AndSize(line, size);
 }
 
 /* True if ``end()`` of this response is the common case (see the top of the file), compression
  * aside. */
 static int is_plain_ok(ResponseCore *self) {
     if (self->state != FRESH || self->conn == Py_None || self->status_code != 200 || self->reason != Py_None ||
-        !self->keep_alive || self->request == Py_None || !PyDict_CheckExact(self->headers))
+        !self->keep_alive || self->request == Py_None ||
+        !(self->few_count > 0 ? self->headers == Py_None : PyDict_CheckExact(self->headers)))
         return 0;
-    int found = has_content_type(self->headers);
+    int found = has_content_type(self);
     if (found <= 0) return found;
     RequestCore *request = as_request(self->request);
     if (request == NULL) return -1;
@@ -257,11 +339,10 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t size = date == NULL ? 0 : PyBytes_GET_SIZE(ok_line) + PyBytes_GET_SIZE(date) + extra_len + length_len + body_len;
     Py_ssize_t pos = 0;
     PyObject *name, *line;
-    while (date != NULL && PyDict_Next(self->headers, &pos, &name, &line)) {
+    while (date != NULL && next_line(self, &pos, &name, &line)) {
         Py_ssize_t line_len;
-        if (!PyUnicode_Check(line) || PyUnicode_AsUTF8AndSize(line, &line_len) == NULL) {
+        if (line_text(line, &line_len) == NULL) {
             Py_CLEAR(date);
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "header lines must be str");
             break;
         }
         size += line_len;
@@ -280,9 +361,9 @@ static PyObject *Core_end(ResponseCore *self, PyObject *const *args, Py_ssize_t 
     out += PyBytes_GET_SIZE(date);
     Py_DECREF(date);
     pos = 0;
-    while (PyDict_Next(self->headers, &pos, &name, &line)) {
+    while (next_line(self, &pos, &name, &line)) {
         Py_ssize_t line_len;
-        const char *text = PyUnicode_AsUTF8AndSize(line, &line_len);
+        const char *text = line_text(line, &line_len);
         memcpy(out, text, line_len);
         out += line_len;
     }
@@ -313,6 +394,10 @@ static int Core_traverse(ResponseCore *self, visitproc visit, void *arg) {
     Py_VISIT(self->request);
     Py_VISIT(self->reason);
     Py_VISIT(self->headers);
+    for (int i = 0; i < self->few_count; i++) {
+        Py_VISIT(self->few_names[i]);
+        Py_VISIT(self->few_lines[i]);
+    }
     return 0;
 }
 
@@ -321,6 +406,11 @@ static int Core_clear(ResponseCore *self) {
     Py_CLEAR(self->request);
     Py_CLEAR(self->reason);
     Py_CLEAR(self->headers);
+    for (int i = 0; i < self->few_count; i++) {
+        Py_CLEAR(self->few_names[i]);
+        Py_CLEAR(self->few_lines[i]);
+    }
+    self->few_count = 0;
     return 0;
 }
 
@@ -354,7 +444,6 @@ static PyMemberDef Core_members[] = {
     {"conn", T_OBJECT, offsetof(ResponseCore, conn), 0, NULL},
     {"request", T_OBJECT, offsetof(ResponseCore, request), 0, NULL},
     {"reason", T_OBJECT, offsetof(ResponseCore, reason), 0, NULL},
-    {"headers", T_OBJECT, offsetof(ResponseCore, headers), 0, NULL},
     {"status_code", T_INT, offsetof(ResponseCore, status_code), 0, NULL},
     {"state", T_INT, offsetof(ResponseCore, state), 0, NULL},
     {"keep_alive", T_BOOL, offsetof(ResponseCore, keep_alive), 0, NULL},
@@ -362,7 +451,31 @@ static PyMemberDef Core_members[] = {
     {NULL},
 };
 
+/* ``headers``: a dict (made from the lines kept in place on first use) or None. */
+static PyObject *Core_get_headers(ResponseCore *self, void *closure) {
+    PyObject *headers = headers_dict(self);
+    return headers == NULL ? NULL : Py_NewRef(headers);
+}
+
+static int Core_set_headers(ResponseCore *self, PyObject *value, void *closure) {
+    if (value == NULL) value = Py_None;
+    for (int i = 0; i < self->few_count; i++) {
+        Py_CLEAR(self->few_names[i]);
+        Py_CLEAR(self->few_lines[i]);
+    }
+    self->few_count = 0;
+    Py_SETREF(self->headers, Py_NewRef(value));
+    return 0;
+}
+
+static PyGetSetDef Core_getset[] = {
+    {"headers", (getter)Core_get_headers, (setter)Core_set_headers,
+     "dict: canonical header name -> its line (None: no headers)", NULL},
+    {NULL},
+};
+
 static PyType_Slot Core_slots[] = {
+    {Py_tp_getset, Core_getset},
     {Py_tp_init, Core_init},
     {Py_tp_dealloc, Core_dealloc},
     {Py_tp_traverse, Core_traverse},
@@ -402,8 +515,9 @@ static PyTypeObject *parser_type;     /* pyswoole.http._parser.Parser */
 static Py_ssize_t parser_stopped_offset; /* of its ``stopped`` flag (a char) */
 static PyTypeObject *response_type;   /* pyswoole.http.response.Response */
 static PyObject *runner_globals;      /* pyswoole.coroutine.runner.__dict__ */
+static RunnerState *runner_state;     /* pyswoole.coroutine.runner._state */
 static PyObject *pending;             /* runner._PENDING */
-static PyObject *str_current, *str_pending_parent, *str_materialize, *str_ended, *str_take_over;
+static PyObject *str_materialize, *str_ended, *str_take_over;
 static PyObject *str_plain_in_greenlet, *str_request, *str_finish_later, *str_handler_raised;
 static PyObject *str_feed, *str_refuse, *str_upgrade, *str_stopped, *str_error, *str_upgrade_data;
 static PyObject *str_dispatch, *str_write_method, *str_flush, *str_drain_queue, *str_remove_uploads;
@@ -510,9 +624,10 @@ static PyObject *monotonic(void) {
 
 /* runner._ended(prev), or its inlined common case (see runner.call). */
 static int runner_ended(PyObject *prev) {
-    PyObject *current = PyDict_GetItemWithError(runner_globals, str_current);
-    if (current == NULL && PyErr_Occurred()) return -1;
-    if (current == pending) return PyDict_SetItem(runner_globals, str_current, prev);
+    if (runner_state->current == pending) {
+        Py_SETREF(runner_state->current, Py_NewRef(prev));
+        return 0;
+    }
     PyObject *ended = PyDict_GetItemWithError(runner_globals, str_ended);
     if (ended == NULL) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "runner._ended is missing");
@@ -545,12 +660,7 @@ static int handler_raised(PyObject *self, PyObject *response) {
 /* runner.call(handler, (request, response), self._finish_later, (response,), "request") for the
  * handler of ``route``, inlined; then the automatic end(). */
 static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyObject *response) {
-    PyObject *prev = PyDict_GetItemWithError(runner_globals, str_current);
-    if (prev == NULL) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "runner._current is missing");
-        return -1;
-    }
-    Py_INCREF(prev);
+    PyObject *prev = Py_NewRef(runner_state->current);
     if (prev == pending) {
         PyObject *materialize = PyDict_GetItemWithError(runner_globals, str_materialize);
         Py_SETREF(prev, materialize == NULL ? NULL : PyObject_CallNoArgs(materialize));
@@ -559,12 +669,8 @@ static int run_handler(PyObject *self, PyObject *handler, PyObject *request, PyO
             return -1;
         }
     }
-    PyObject *parent = PyDict_GetItemWithError(runner_globals, str_pending_parent);
-    if ((parent == NULL && PyErr_Occurred()) || PyDict_SetItem(runner_globals, str_current, pending) < 0 ||
-        (parent != prev && PyDict_SetItem(runner_globals, str_pending_parent, prev) < 0)) {
-        Py_DECREF(prev);
-        return -1;
-    }
+    Py_SETREF(runner_state->current, Py_NewRef(pending));
+    if (runner_state->pending_parent != prev) Py_SETREF(runner_state->pending_parent, Py_NewRef(prev));
     PyObject *args[2] = {request, response};
     PyObject *coro = PyObject_Vectorcall(handler, args, 2, NULL);
     PyObject *yielded = NULL;
@@ -684,40 +790,43 @@ static int dispatch(PyObject *self, PyObject *request) {
     return rc;
 }
 
-/* The worker's plain attributes (``clock``, ``request_count``, ``max_request``), read and written in
- * its instance dict: the process has one worker, whose dict is found once. Another object, or a
- * class that defines one of those names (a property, a slot), goes through getattr/setattr. */
-static PyObject *cached_worker, *cached_worker_dict;
+/* The worker's ``clock``, ``request_count`` and ``max_request``: slots of pyswoole's Worker, read
+ * and written at their offsets (found once per worker class); another object goes through
+ * getattr/setattr. */
+enum { W_CLOCK, W_REQUEST_COUNT, W_MAX_REQUEST, W_COUNT };
+static PyTypeObject *worker_class; /* the class whose offsets are known, or NULL */
+static Py_ssize_t worker_offsets[W_COUNT];
+static PyObject **worker_names[W_COUNT] = {&str_clock, &str_request_count, &str_max_request};
 
-static PyObject *worker_dict(PyObject *worker) {
-    if (worker == cached_worker) return cached_worker_dict;
-    PyObject *names[3] = {str_clock, str_request_count, str_max_request};
-    for (int i = 0; i < 3; i++)
-        if (_PyType_Lookup(Py_TYPE(worker), names[i]) != NULL) return NULL;
-    PyObject *dict = PyObject_GenericGetDict(worker, NULL);
-    if (dict == NULL) {
-        PyErr_Clear();
-        return NULL;
+/* The slot of field ``which`` in ``worker``, or NULL when its class has no such slot. */
+static PyObject **worker_slot(PyObject *worker, int which) {
+    if (Py_TYPE(worker) != worker_class) {
+        Py_ssize_t offsets[W_COUNT];
+        for (int i = 0; i < W_COUNT; i++) {
+            PyObject *descr = _PyType_Lookup(Py_TYPE(worker), *worker_names[i]);
+            if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+                ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX)
+                return NULL;
+            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        }
+        memcpy(worker_offsets, offsets, sizeof(offsets));
+        Py_XSETREF(worker_class, (PyTypeObject *)Py_NewRef(Py_TYPE(worker)));
     }
-    Py_XSETREF(cached_worker, Py_NewRef(worker));
-    Py_XSETREF(cached_worker_dict, dict);
-    return dict;
+    return (PyObject **)((char *)worker + worker_offsets[which]);
 }
 
-/* worker.<name>, a new reference. */
-static PyObject *worker_get(PyObject *worker, PyObject *name) {
-    PyObject *dict = worker_dict(worker);
-    if (dict != NULL) {
-        PyObject *value = PyDict_GetItemWithError(dict, name);
-        if (value != NULL) return Py_NewRef(value);
-        if (PyErr_Occurred()) return NULL;
-    }
-    return PyObject_GetAttr(worker, name);
+/* worker.<which>, a new reference. */
+static PyObject *worker_get(PyObject *worker, int which) {
+    PyObject **slot = worker_slot(worker, which);
+    if (slot != NULL && *slot != NULL) return Py_NewRef(*slot);
+    return PyObject_GetAttr(worker, *worker_names[which]);
 }
 
-static int worker_set(PyObject *worker, PyObject *name, PyObject *value) {
-    PyObject *dict = worker_dict(worker);
-    return dict != NULL ? PyDict_SetItem(dict, name, value) : PyObject_SetAttr(worker, name, value);
+static int worker_set(PyObject *worker, int which, PyObject *value) {
+    PyObject **slot = worker_slot(worker, which);
+    if (slot == NULL) return PyObject_SetAttr(worker, *worker_names[which], value);
+    Py_XSETREF(*slot, Py_NewRef(value));
+    return 0;
 }
 
 static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data);
@@ -787,7 +896,7 @@ static PyObject *Conn_data_received(PyObject *self, PyObject *data) {
 
 /* data_received's work once the bytes are counted. */
 static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
-    PyObject *clock = worker_get(worker, str_clock);
+    PyObject *clock = worker_get(worker, W_CLOCK);
     if (clock == NULL) return NULL;
     PyObject *last_time = get_field(self, F_LAST_TIME);
     int same = last_time == NULL ? -1 : last_time == clock ? 1 : PyObject_RichCompareBool(last_time, clock, Py_EQ);
@@ -859,10 +968,10 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
         if (rc == 0 && queued > MAX_QUEUED && transport != NULL) rc = run_method1(transport, str_pause_reading, NULL);
         Py_XDECREF(transport);
         if (rc == 0) { /* the worker's request count; at max_request it recycles itself */
-            PyObject *total = worker_get(worker, str_request_count);
+            PyObject *total = worker_get(worker, W_REQUEST_COUNT);
             PyObject *sum = total == NULL ? NULL : add_count(total, count);
-            rc = sum == NULL ? -1 : worker_set(worker, str_request_count, sum);
-            PyObject *limit = rc < 0 ? NULL : worker_get(worker, str_max_request);
+            rc = sum == NULL ? -1 : worker_set(worker, W_REQUEST_COUNT, sum);
+            PyObject *limit = rc < 0 ? NULL : worker_get(worker, W_MAX_REQUEST);
             if (limit == NULL) rc = -1;
             else if (PyObject_IsTrue(limit) && PyObject_RichCompareBool(sum, limit, Py_GE) == 1)
                 rc = run_method1(worker, str_recycle, NULL);
@@ -1022,8 +1131,14 @@ static PyObject *bind_connection(PyObject *module, PyObject *args) {
         Py_DECREF(globals);
         return PyErr_Format(PyExc_TypeError, "the runner module has no _PENDING");
     }
+    PyObject *state = runner_state_of(globals);
+    if (state == NULL) {
+        Py_DECREF(globals);
+        return NULL;
+    }
     Py_XSETREF(pending, Py_NewRef(marker));
     Py_XSETREF(runner_globals, globals);
+    Py_XSETREF(runner_state, (RunnerState *)state);
     Py_XSETREF(connection_type, (PyTypeObject *)Py_NewRef(cls));
     Py_XSETREF(response_type, (PyTypeObject *)Py_NewRef(response_cls));
     Py_RETURN_NONE;
@@ -1057,8 +1172,6 @@ PyMODINIT_FUNC PyInit__response(void) {
     INTERN(str_end, "_end");
     INTERN(str_finish_response, "finish_response");
     INTERN(str_http11, "1.1");
-    INTERN(str_current, "_current");
-    INTERN(str_pending_parent, "_pending_parent");
     INTERN(str_materialize, "_materialize");
     INTERN(str_ended, "_ended");
     INTERN(str_take_over, "_take_over");

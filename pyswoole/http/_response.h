@@ -8,16 +8,22 @@
 
 enum { FRESH = 0, STREAMING = 1, ENDED = 2 };
 
+/* Header lines a response keeps in place before they need a dict (see ``headers``). */
+#define FEW_HEADERS 4
+
 typedef struct {
     PyObject_HEAD
     PyObject *conn;
     PyObject *request;
     PyObject *reason;
-    PyObject *headers;
+    PyObject *headers; /* dict: canonical name -> "Name: value\r\n"; None while ``few`` holds them */
     int status_code;
     int state;
     char keep_alive;
     char detached;
+    int few_count;                      /* entries of few_names/few_lines in use (headers is None) */
+    PyObject *few_names[FEW_HEADERS];   /* the first headers, in order, before a dict is made */
+    PyObject *few_lines[FEW_HEADERS];
 } ResponseCore;
 
 /* The offset of the C field ``name`` (a member of ``type``, e.g. T_OBJECT_EX for a ``__slots__``

@@ -64,6 +64,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 class Worker:
     """The state of the worker process ``worker_id``; exists only inside that process."""
 
+    # the fields every request reads or counts, in slots: the HTTP path in C finds them at fixed
+    # offsets (no dict lookup), Python at the cost of an instance attribute
+    __slots__ = ("__dict__", "clock", "max_request", "request_count")
+
     def __init__(self, server: Server, worker_id: int):
         self.server = server
         self.worker_id = worker_id
