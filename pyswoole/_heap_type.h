@@ -13,4 +13,16 @@ static inline void heap_type_dealloc(PyObject *self, inquiry clear) {
     Py_DECREF(type);
 }
 
+/* PyObject_TypeCheck(obj, type), remembering the last subclass of ``type`` seen in ``*memo`` (a
+ * reference is held, so that its address cannot come to name another type): the per-request paths
+ * check objects of one Python subclass of their C type again and again, which would otherwise
+ * walk its MRO each time. */
+static inline int type_check_memo(PyObject *obj, PyTypeObject *type, PyTypeObject **memo) {
+    PyTypeObject *seen = Py_TYPE(obj);
+    if (seen == type || seen == *memo) return 1;
+    if (!PyType_IsSubtype(seen, type)) return 0;
+    Py_XSETREF(*memo, (PyTypeObject *)Py_NewRef(seen));
+    return 1;
+}
+
 #endif

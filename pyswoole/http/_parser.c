@@ -11,6 +11,7 @@
 
 static PyObject *HttpError;   /* pyswoole.protocol.http.HttpError */
 static PyTypeObject *request_type; /* pyswoole.protocol._request.RequestCore */
+static PyTypeObject *request_subclass; /* memo of type_check_memo */
 static PyObject *str_write, *str_close, *str_abort;
 static PyObject *version_10, *empty_bytes, *empty_tuple;
 static PyObject *method_names[64]; /* llhttp method -> bytes, made on first use */
@@ -124,7 +125,7 @@ static int on_message_begin(llhttp_t *p) {
     Parser *self = PARSER(p);
     PyObject *made = self->factory->tp_new(self->factory, empty_tuple, NULL);
     if (made == NULL) return fail_from_python(self);
-    if (!PyObject_TypeCheck(made, request_type)) {
+    if (!type_check_memo(made, request_type, &request_subclass)) {
         Py_DECREF(made);
         PyErr_SetString(PyExc_TypeError, "the request factory made something that is not a request");
         return fail_from_python(self);

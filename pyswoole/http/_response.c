@@ -14,10 +14,11 @@
 #include "_response.h"
 
 static PyTypeObject *request_type; /* pyswoole.protocol._request.RequestCore */
+static PyTypeObject *request_subclass, *parser_subclass; /* memos of type_check_memo */
 
 /* ``request`` as a RequestCore, or NULL with TypeError. */
 static RequestCore *as_request(PyObject *request) {
-    if (PyObject_TypeCheck(request, request_type)) return (RequestCore *)request;
+    if (type_check_memo(request, request_type, &request_subclass)) return (RequestCore *)request;
     PyErr_Format(PyExc_TypeError, "expected a request, got %.100s", Py_TYPE(request)->tp_name);
     return NULL;
 }
@@ -595,8 +596,33 @@ static int run_method1(PyObject *self, PyObject *name, PyObject *arg) {
     return 0;
 }
 
+/* The ``write`` and ``is_closing`` methods of the transport class seen last (uvloop's), found
+ * once: called as functions of the transport, they skip the method lookup of each call. Kept only
+ * for method descriptors (what ``PyObject_VectorcallMethod`` calls the same way) of a class with
+ * plain attribute lookup and no instance dicts (nothing can shadow them per instance). */
+static PyTypeObject *transport_class;
+static PyObject *transport_write, *transport_is_closing;
+
+/* transport.<name>(arg) (arg may be NULL), a new reference. */
+static PyObject *call_transport(PyObject *transport, PyObject *name, PyObject *arg) {
+    if (Py_TYPE(transport) != transport_class) {
+        PyTypeObject *cls = Py_TYPE(transport);
+        PyObject *write = _PyType_Lookup(cls, str_write_method), *closing = _PyType_Lookup(cls, str_is_closing);
+        if (cls->tp_dictoffset != 0 || cls->tp_getattro != PyObject_GenericGetAttr || write == NULL ||
+            closing == NULL || !PyType_HasFeature(Py_TYPE(write), Py_TPFLAGS_METHOD_DESCRIPTOR) ||
+            !PyType_HasFeature(Py_TYPE(closing), Py_TPFLAGS_METHOD_DESCRIPTOR))
+            return arg == NULL ? call_method0(transport, name) : call_method1(transport, name, arg);
+        Py_XSETREF(transport_write, Py_NewRef(write));
+        Py_XSETREF(transport_is_closing, Py_NewRef(closing));
+        Py_XSETREF(transport_class, (PyTypeObject *)Py_NewRef(cls));
+    }
+    PyObject *method = name == str_write_method ? transport_write : transport_is_closing;
+    PyObject *args[2] = {transport, arg};
+    return PyObject_Vectorcall(method, args, arg == NULL ? 1 : 2, NULL);
+}
+
 static int is_closing(PyObject *transport) {
-    PyObject *result = call_method0(transport, str_is_closing);
+    PyObject *result = call_transport(transport, str_is_closing, NULL);
     if (result == NULL) return -1;
     int closing = PyObject_IsTrue(result);
     Py_DECREF(result);
@@ -864,7 +890,7 @@ static fastcall_function parser_feed_into; /* the C function of Parser.feed_into
 /* parser.feed(data): the requests it completed (a list to give back with give_back_list), through
  * the C function of ``Parser.feed_into`` unless the parser's class replaces ``feed``. */
 static PyObject *feed(PyObject *parser, PyObject *data) {
-    if (parser_feed_into == NULL || !PyObject_TypeCheck(parser, parser_type) ||
+    if (parser_feed_into == NULL || !type_check_memo(parser, parser_type, &parser_subclass) ||
         _PyType_Lookup(Py_TYPE(parser), str_feed) != parser_feed_method)
         return call_method1(parser, str_feed, data);
     PyObject *requests = take_list(&spare_requests);
@@ -958,7 +984,9 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
         Py_ssize_t pieces = PyList_GET_SIZE(out);
         if (rc == 0 && pieces > 0 && transport != NULL) {
             PyObject *payload = pieces == 1 ? Py_NewRef(PyList_GET_ITEM(out, 0)) : _PyBytes_Join(empty_bytes_object, out);
-            rc = payload == NULL ? -1 : run_method1(transport, str_write_method, payload);
+            PyObject *written = payload == NULL ? NULL : call_transport(transport, str_write_method, payload);
+            rc = written == NULL ? -1 : 0;
+            Py_XDECREF(written);
             Py_XDECREF(payload);
         }
         give_back_list(&spare_out, out);
@@ -983,7 +1011,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
     give_back_list(&spare_requests, requests);
     if (rc == 0) {
         int is_stopped;
-        if (PyObject_TypeCheck(parser, parser_type)) {
+        if (type_check_memo(parser, parser_type, &parser_subclass)) {
             is_stopped = *((char *)parser + parser_stopped_offset);
         } else {
             PyObject *stopped = PyObject_GetAttr(parser, str_stopped);
@@ -1036,7 +1064,9 @@ static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_
             failed = total == NULL || PyList_Append(sink, payload) < 0;
             Py_XDECREF(total);
         } else if (!failed && ok) {
-            failed = run_method1(sink, str_write_method, payload) < 0;
+            PyObject *written = call_transport(sink, str_write_method, payload);
+            failed = written == NULL;
+            Py_XDECREF(written);
         }
         Py_DECREF(sink);
         if (failed) return NULL;
