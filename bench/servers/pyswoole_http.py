@@ -7,7 +7,6 @@ The engine's side of bench/bench_http.py, written with the public API only.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 
 import pyswoole
@@ -24,7 +23,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--mode", choices=["BASE", "PROCESS"], default="BASE")
     parser.add_argument("--document-root")
-    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() when the worker has started")
     args = parser.parse_args()
 
     server = Server(args.host, args.port, mode=getattr(pyswoole, args.mode))
@@ -38,12 +36,6 @@ def main() -> None:
             }
         )
     server.set(settings)
-
-    if args.gc_freeze:
-
-        @server.on("worker_start")
-        def on_worker_start(server: Server, worker_id: int) -> None:
-            gc.freeze()
 
     @server.on("request")
     async def on_request(request: Request, response: Response) -> None:
