@@ -93,6 +93,16 @@ static PyObject *header_line(PyObject *key, PyObject *value) {
     return line;
 }
 
+/* Forget the header lines kept in place. */
+static void drop_few(ResponseCore *self) {
+    int count = self->few_count;
+    self->few_count = 0;
+    for (int i = 0; i < count; i++) {
+        Py_CLEAR(self->few_names[i]);
+        Py_CLEAR(self->few_lines[i]);
+    }
+}
+
 /* The header dict of a response, made from the lines kept in place (``few``) if there are any:
  * borrowed; None when the response has no headers. */
 static PyObject *headers_dict(ResponseCore *self) {
@@ -104,11 +114,7 @@ static PyObject *headers_dict(ResponseCore *self) {
             Py_DECREF(headers);
             return NULL;
         }
-    for (int i = 0; i < self->few_count; i++) {
-        Py_CLEAR(self->few_names[i]);
-        Py_CLEAR(self->few_lines[i]);
-    }
-    self->few_count = 0;
+    drop_few(self);
     Py_SETREF(self->headers, headers);
     return headers;
 }
@@ -407,11 +413,7 @@ static int Core_clear(ResponseCore *self) {
     Py_CLEAR(self->request);
     Py_CLEAR(self->reason);
     Py_CLEAR(self->headers);
-    for (int i = 0; i < self->few_count; i++) {
-        Py_CLEAR(self->few_names[i]);
-        Py_CLEAR(self->few_lines[i]);
-    }
-    self->few_count = 0;
+    drop_few(self);
     return 0;
 }
 
@@ -460,11 +462,7 @@ static PyObject *Core_get_headers(ResponseCore *self, void *closure) {
 
 static int Core_set_headers(ResponseCore *self, PyObject *value, void *closure) {
     if (value == NULL) value = Py_None;
-    for (int i = 0; i < self->few_count; i++) {
-        Py_CLEAR(self->few_names[i]);
-        Py_CLEAR(self->few_lines[i]);
-    }
-    self->few_count = 0;
+    drop_few(self);
     Py_SETREF(self->headers, Py_NewRef(value));
     return 0;
 }
