@@ -173,13 +173,11 @@ static PyObject *Core_header(ResponseCore *self, PyObject *const *args, Py_ssize
         return fall_back(self, str_set_header, args, nargs, kwnames);
     PyObject *line = header_line(key, value);
     if (line == NULL) return NULL;
-    Py_INCREF(key); /* held: the cache entry replaced below may be its last holder */
     Py_XSETREF(line_cache[slot].given, Py_NewRef(given));
     Py_XSETREF(line_cache[slot].value, Py_NewRef(value));
     Py_XSETREF(line_cache[slot].name, Py_NewRef(key));
     Py_XSETREF(line_cache[slot].line, Py_NewRef(line));
     int rc = store_header(self, key, line);
-    Py_DECREF(key);
     Py_DECREF(line);
     if (rc < 0) return NULL;
     Py_RETURN_TRUE;
@@ -619,6 +617,14 @@ static PyObject *call_transport(PyObject *transport, PyObject *name, PyObject *a
     return PyObject_Vectorcall(method, args, arg == NULL ? 1 : 2, NULL);
 }
 
+/* transport.<name>(arg) for its effect. */
+static int run_transport(PyObject *transport, PyObject *name, PyObject *arg) {
+    PyObject *result = call_transport(transport, name, arg);
+    if (result == NULL) return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
 static int is_closing(PyObject *transport) {
     PyObject *result = call_transport(transport, str_is_closing, NULL);
     if (result == NULL) return -1;
@@ -826,13 +832,12 @@ static PyObject **worker_names[W_COUNT] = {&str_clock, &str_request_count, &str_
 static PyObject **worker_slot(PyObject *worker, int which) {
     if (Py_TYPE(worker) != worker_class) {
         Py_ssize_t offsets[W_COUNT];
-        for (int i = 0; i < W_COUNT; i++) {
-            PyObject *descr = _PyType_Lookup(Py_TYPE(worker), *worker_names[i]);
-            if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
-                ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX)
+        for (int i = 0; i < W_COUNT; i++)
+            if ((offsets[i] = member_offset((PyObject *)Py_TYPE(worker), PyUnicode_AsUTF8(*worker_names[i]),
+                                            T_OBJECT_EX)) < 0) {
+                PyErr_Clear(); /* not such a slot: getattr/setattr */
                 return NULL;
-            offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        }
+            }
         memcpy(worker_offsets, offsets, sizeof(offsets));
         Py_XSETREF(worker_class, (PyTypeObject *)Py_NewRef(Py_TYPE(worker)));
     }
@@ -982,9 +987,7 @@ static PyObject *serve_read(PyObject *self, PyObject *worker, PyObject *data) {
         Py_ssize_t pieces = PyList_GET_SIZE(out);
         if (rc == 0 && pieces > 0 && transport != NULL) {
             PyObject *payload = pieces == 1 ? Py_NewRef(PyList_GET_ITEM(out, 0)) : _PyBytes_Join(empty_bytes_object, out);
-            PyObject *written = payload == NULL ? NULL : call_transport(transport, str_write_method, payload);
-            rc = written == NULL ? -1 : 0;
-            Py_XDECREF(written);
+            rc = payload == NULL ? -1 : run_transport(transport, str_write_method, payload);
             Py_XDECREF(payload);
         }
         give_back_list(&spare_out, out);
@@ -1062,9 +1065,7 @@ static PyObject *Conn_finish_response(PyObject *self, PyObject *const *args, Py_
             failed = total == NULL || PyList_Append(sink, payload) < 0;
             Py_XDECREF(total);
         } else if (!failed && ok) {
-            PyObject *written = call_transport(sink, str_write_method, payload);
-            failed = written == NULL;
-            Py_XDECREF(written);
+            failed = run_transport(sink, str_write_method, payload) < 0;
         }
         Py_DECREF(sink);
         if (failed) return NULL;
